@@ -1,0 +1,3 @@
+from reslab.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,71 @@
+"""The ``reslab`` command line.
+
+Each sub-command lives in its own module that defines ``add_parser(subparsers)``;
+the parser it adds sets ``func`` to the function that runs it.  Errors a user can fix
+(:class:`~reslab.errors.ReslabError`) print one line and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from reslab.errors import ReslabError
+
+# Sub-commands listed first in `reslab --help`; any other module in reslab.commands
+# that defines add_parser() follows in alphabetical order.
+COMMAND_ORDER = [
+    "reproduce", "vanishing", "exploding", "shattered", "degradation", "report",
+    "train", "eval", "info", "data",
+]
+
+
+def _command_modules() -> list[str]:
+    import pkgutil
+
+    import reslab.commands
+
+    found = {m.name for m in pkgutil.iter_modules(reslab.commands.__path__) if not m.name.startswith("_")}
+    ordered = [n for n in COMMAND_ORDER if n in found] + sorted(found - set(COMMAND_ORDER))
+    return [f"reslab.commands.{n}" for n in ordered]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit code 2 (no usage dump)."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="reslab",
+        description="Residual networks and the depth problems they solve.",
+    )
+    from reslab import __version__
+
+    parser.add_argument("--version", action="version", version=f"reslab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name in _command_modules():
+        importlib.import_module(name).add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except ReslabError as err:
+        print(f"reslab {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"reslab {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,121 @@
+"""Residual blocks and their shortcuts (He et al. 2016, arXiv 1512.03385).
+
+A block computes ``relu(branch(x) + shortcut(x))``; its plain twin computes
+``relu(branch(x))`` from the same code path with ``residual=False``.  The branch is
+built once either way, so a plain net has exactly the residual net's weighted layers.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SHORTCUTS = ("A", "B", "C")
+
+
+def conv3x3(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
+
+
+def conv1x1(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False)
+
+
+class ZeroPadShortcut(nn.Module):
+    """§4.2 option A: subsample by the stride, then zero-pad the new channels.
+
+    No parameters.  A named module rather than a lambda so whole models pickle.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int):
+        super().__init__()
+        if out_ch < in_ch:
+            raise ValueError(f"option A cannot shrink channels ({in_ch} -> {out_ch})")
+        self.extra = out_ch - in_ch
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride > 1:
+            x = x[:, :, :: self.stride, :: self.stride]
+        if self.extra:
+            x = F.pad(x, (0, 0, 0, 0, 0, self.extra))  # (W, H, C) pads: new channels at the end
+        return x
+
+    def extra_repr(self) -> str:
+        return f"stride={self.stride}, zero_channels={self.extra}"
+
+
+class Projection(nn.Sequential):
+    """Options B/C: a 1×1 convolution with the block's stride, then BN (Eq. 2, W_s x)."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int):
+        super().__init__(OrderedDict(conv=conv1x1(in_ch, out_ch, stride), bn=nn.BatchNorm2d(out_ch)))
+
+
+def make_shortcut(option: str, in_ch: int, out_ch: int, stride: int) -> nn.Module:
+    """A: identity, or zero-pad where the shape changes.  B: identity, or projection where
+    the shape changes.  C: projection everywhere."""
+    same = stride == 1 and in_ch == out_ch
+    if option == "C":
+        return Projection(in_ch, out_ch, stride)
+    if same:
+        return nn.Identity()
+    if option == "A":
+        return ZeroPadShortcut(in_ch, out_ch, stride)
+    return Projection(in_ch, out_ch, stride)
+
+
+class Block(nn.Module):
+    """``out = relu(branch(x) + shortcut(x))``, or ``relu(branch(x))`` for a plain block.
+
+    The addition comes before the block's final ReLU (He et al. Fig. 2).
+    """
+
+    expansion = 1
+
+    def __init__(self, branch: nn.Module, shortcut: nn.Module | None):
+        super().__init__()
+        self.branch = branch
+        self.shortcut = shortcut  # None: the plain twin
+        self.relu = nn.ReLU(inplace=True)
+
+    @property
+    def residual(self) -> bool:
+        return self.shortcut is not None
+
+    @property
+    def last_bn(self) -> nn.BatchNorm2d:
+        return self.branch[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.branch(x)
+        if self.shortcut is not None:
+            out = out + self.shortcut(x)
+        return self.relu(out)
+
+
+def basic_block(in_ch: int, out_ch: int, stride: int, residual: bool, shortcut: str) -> Block:
+    """conv3×3 → BN → ReLU → conv3×3 → BN, + shortcut, → ReLU.  Stride in the first conv."""
+    branch = nn.Sequential(OrderedDict(
+        conv1=conv3x3(in_ch, out_ch, stride), bn1=nn.BatchNorm2d(out_ch), relu1=nn.ReLU(inplace=True),
+        conv2=conv3x3(out_ch, out_ch), bn2=nn.BatchNorm2d(out_ch),
+    ))
+    return Block(branch, make_shortcut(shortcut, in_ch, out_ch, stride) if residual else None)
+
+
+def bottleneck_block(in_ch: int, mid_ch: int, stride: int, residual: bool, shortcut: str) -> Block:
+    """conv1×1 → BN → ReLU → conv3×3 → BN → ReLU → conv1×1 (×4 channels) → BN, + shortcut, → ReLU.
+
+    The stride sits in the 3×3 conv (the "v1.5" layout of the widely used reference
+    implementation; the paper's v1 strides the first 1×1).
+    """
+    out_ch = mid_ch * 4
+    branch = nn.Sequential(OrderedDict(
+        conv1=conv1x1(in_ch, mid_ch), bn1=nn.BatchNorm2d(mid_ch), relu1=nn.ReLU(inplace=True),
+        conv2=conv3x3(mid_ch, mid_ch, stride), bn2=nn.BatchNorm2d(mid_ch), relu2=nn.ReLU(inplace=True),
+        conv3=conv1x1(mid_ch, out_ch), bn3=nn.BatchNorm2d(out_ch),
+    ))
+    return Block(branch, make_shortcut(shortcut, in_ch, out_ch, stride) if residual else None)
