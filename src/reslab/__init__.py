@@ -1,8 +1,23 @@
-"""reslab: residual networks, their plain twins, and the depth problems they solve."""
+"""reslab: residual networks, their plain twins, and the depth problems they solve.
+
+>>> import reslab
+>>> model = reslab.create_model("resnet56")            # He et al. §4.2, option A
+>>> result = reslab.train({"model": "resnet20", "iterations": 100}, "runs/demo")
+>>> reslab.evaluate("runs/demo", split="val")["error"]
+"""
 
 __version__ = "0.1.0"
 
 from reslab.errors import DataFormatError, ReslabError  # noqa: E402
 from reslab.models import create_model, list_models  # noqa: E402
 
-__all__ = ["__version__", "create_model", "list_models", "ReslabError", "DataFormatError"]
+__all__ = ["__version__", "create_model", "list_models", "train", "evaluate", "TrainConfig",
+           "ReslabError", "DataFormatError"]
+
+
+def __getattr__(name):  # training pulls in more; import it on first use
+    if name in ("train", "evaluate", "TrainConfig"):
+        from reslab import training
+
+        return getattr(training, name)
+    raise AttributeError(f"module 'reslab' has no attribute {name!r}")

@@ -1,0 +1,63 @@
+"""torchrun / DistributedDataParallel plumbing.
+
+``torchrun --nproc_per_node N -m reslab train ...`` sets RANK, WORLD_SIZE and LOCAL_RANK;
+we then join a process group (NCCL on CUDA, gloo on CPU).  ``batch_size`` in the config is
+the *global* batch: each rank takes ``batch_size / world_size`` images per iteration from
+its own shard of the epoch's permutation.  Only rank 0 writes logs and checkpoints.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from reslab.errors import ReslabError
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def from_env() -> DistInfo:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return DistInfo(rank=int(os.environ.get("RANK", "0")), world_size=world,
+                    local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def pick_device(requested: str, info: DistInfo) -> torch.device:
+    if requested == "auto":
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ReslabError(f"device {requested!r}: CUDA is not available here; valid: cpu, auto")
+        if requested == "cuda":
+            return torch.device("cuda", info.local_rank if info.enabled else torch.cuda.current_device())
+    return torch.device(requested)
+
+
+def setup(info: DistInfo, device: torch.device) -> None:
+    if not info.enabled or dist.is_initialized():
+        return
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend=backend)
+
+
+def teardown(info: DistInfo) -> None:
+    if info.enabled and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,298 @@
+"""The training loop: He et al.'s recipe on one CPU, one GPU or many (DDP).
+
+Per iteration: the schedule sets the lr, the loader yields this rank's share of the global
+batch (split into ``accum_steps`` micro-batches), forward under bf16 autocast where enabled,
+backward, a finiteness check, an SGD step.  Every ``log_every`` iterations a metrics line,
+every ``eval_every`` a validation pass, every ``ckpt_every`` an atomic checkpoint.  Resume
+restores everything that decides the next step, so an interrupted run finishes with the
+same weights, bit for bit, as one that never stopped (CPU, deterministic settings).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from reslab.errors import ReslabError
+from reslab.training import checkpoint as ckpt
+from reslab.training import distributed as D
+from reslab.training.config import TrainConfig
+from reslab.training.data import RunData, build_data
+from reslab.training.evaluate import autocast_ctx, evaluate_loader
+from reslab.training.metrics import MetricsLogger, truncate_after
+from reslab.training.schedule import LRSchedule
+
+
+class TrainingDiverged(ReslabError):
+    """The loss or a gradient became inf/NaN; the last good checkpoint is left intact."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    iterations: int
+    train_error: float | None
+    val_error: float | None
+    best_val_error: float | None
+    test_error: float | None
+    images_per_s: float
+    seconds: float
+    interrupted: bool = False
+
+
+def bf16_supported(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def build_model(cfg: TrainConfig, data: RunData) -> nn.Module:
+    from reslab.models import create_model, model_family
+
+    kwargs = dict(num_classes=data.num_classes, in_channels=data.in_channels)
+    if model_family(cfg.model) != "mlp":
+        kwargs.update(width=cfg.width, zero_init_residual=cfg.zero_init_residual, init=cfg.init)
+        if "plain" not in cfg.model:
+            kwargs["shortcut"] = cfg.shortcut
+    return create_model(cfg.model, **kwargs)
+
+
+def first_nonfinite_grad(model: nn.Module) -> str:
+    for name, p in ckpt.unwrap(model).named_parameters():
+        if p.grad is not None and not torch.isfinite(p.grad).all():
+            return name
+    return "none (the loss itself)"
+
+
+class _StopFlag:
+    """SIGINT/SIGTERM set a flag; the loop checkpoints at the next iteration and exits."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._old = {}
+
+    def __enter__(self):
+        for s in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[s] = signal.signal(s, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def _handle(self, signum, _frame):
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+def train(cfg: TrainConfig | dict | None = None, out: str | Path | None = None, *, resume: bool = False,
+          quiet: bool = False) -> TrainResult:
+    """Train ``cfg`` (a :class:`TrainConfig` or a dict of its keys) into the run directory
+    ``out`` (default ``runs/MODEL-DATASET-TIME``); with ``resume``, continue the run in
+    ``out`` from its latest checkpoint, using the config saved there."""
+    from reslab.training.config import from_dict
+
+    if isinstance(cfg, dict):
+        cfg = from_dict(cfg)
+    if out is None:
+        if resume or cfg is None:
+            raise ReslabError("resume needs the run directory as `out`")
+        out = Path("runs") / f"{cfg.model}-{cfg.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = Path(out)
+    latest_path = run_dir / "checkpoints" / ckpt.LATEST
+    state = None
+    if resume:
+        state = ckpt.load(latest_path)
+        cfg = from_dict(state["config"])
+    elif cfg is None:
+        raise ReslabError("train() needs a config (or resume=True with a run directory)")
+    elif latest_path.exists():
+        raise ReslabError(f"--out {run_dir}: already holds a run; use --resume {run_dir} or another --out")
+
+    info = D.from_env()
+    device = D.pick_device(cfg.device, info)
+    D.setup(info, device)
+    try:
+        return _train(cfg, run_dir, state, info, device, quiet)
+    finally:
+        D.teardown(info)
+
+
+def _train(cfg: TrainConfig, run_dir: Path, state: dict | None, info: D.DistInfo, device: torch.device,
+           quiet: bool) -> TrainResult:
+    if device.type == "cpu":
+        torch.set_flush_denormal(True)  # deep plain nets run ~3x slower on denormal activations
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    import random
+
+    random.seed(cfg.seed)
+
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1) + "\n")
+    if cfg.batch_size % (info.world_size * cfg.accum_steps):
+        raise ReslabError(f"batch_size {cfg.batch_size} must be divisible by world_size x accum_steps "
+                          f"({info.world_size} x {cfg.accum_steps})")
+    data = build_data(cfg, device, info)
+    model = build_model(cfg, data).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    bf16 = cfg.amp == "bf16" or (cfg.amp == "auto" and bf16_supported(device))
+    if cfg.amp == "bf16" and not bf16_supported(device):
+        raise ReslabError(f"amp=bf16: this {device.type} does not support bf16; valid here: off, auto")
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                          weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
+    sched = LRSchedule(cfg)
+    it, epoch, pos, best_val, elapsed0 = 0, 0, 0, None, 0.0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["schedule"])
+        it, epoch, pos = state["iteration"], state["epoch"], state["position"]
+        best_val, elapsed0 = state["best_val_error"], state["elapsed"]
+        ckpt.set_rng_state(state["rng"])
+        if info.is_main:
+            truncate_after(run_dir / "metrics.jsonl", it)
+    bare = model
+    if info.enabled:
+        if cfg.sync_bn and device.type == "cuda":
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            bare = model
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    step_model = torch.compile(model) if cfg.compile else model
+
+    log = MetricsLogger(run_dir, cfg.iterations, it, enabled=info.is_main, quiet=quiet)
+    log.message(f"reslab train: {cfg.model} on {cfg.dataset} ({data.num_train} train / {data.num_val} val images), "
+                f"{cfg.iterations} iterations of {cfg.batch_size} images, {device}"
+                f"{' x' + str(info.world_size) if info.enabled else ''}, bf16 autocast {'on' if bf16 else 'off'}, "
+                f"channels_last {'on' if cfg.channels_last else 'off'} -> {run_dir}")
+
+    def save_latest() -> None:
+        if not info.is_main:
+            return
+        ckpt.atomic_save({
+            "model": bare.state_dict(), "optimizer": opt.state_dict(), "schedule": sched.state_dict(),
+            "iteration": it, "epoch": epoch, "position": pos, "best_val_error": best_val,
+            "elapsed": elapsed0 + time.perf_counter() - t_start, "rng": ckpt.rng_state(), "config": cfg.to_dict(),
+        }, run_dir / "checkpoints" / ckpt.LATEST)
+
+    def validate() -> dict:
+        rec: dict = {}
+        if not info.is_main:
+            return rec
+        if data.val_loader is not None:
+            v = evaluate_loader(bare, data.val_loader.epoch(0), data.num_classes, device, bf16)
+            rec.update(val_error=v["error"], val_loss=v["loss"])
+        if cfg.eval_test:  # reported, labelled as test, never used to select a checkpoint
+            t = evaluate_loader(bare, data.test_loader.epoch(0), data.num_classes, device, bf16)
+            rec.update(test_error=t["error"], test_loss=t["loss"])
+        return rec
+
+    model.train()
+    micro = cfg.accum_steps
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    err_sum = torch.zeros((), device=device, dtype=torch.float64)
+    bad_at = torch.full((), -1, device=device, dtype=torch.int64)  # first non-finite iteration, on device
+    gn_last = torch.zeros((), device=device)
+    window_n, window_imgs = 0, 0
+    check_every = 1 if device.type == "cpu" else max(1, cfg.log_every)  # no per-step host sync on GPU
+    last: dict = {}
+    t_start = t_window = time.perf_counter()
+    interrupted = False
+    with _StopFlag() as stop:
+        while it < cfg.iterations and not interrupted:
+            for x, y in data.train_loader.epoch(epoch, start=pos):
+                for g in opt.param_groups:
+                    g["lr"] = sched.lr(it)
+                batch_err = torch.zeros((), device=device)
+                for xm, ym in zip(x.chunk(micro), y.chunk(micro)):
+                    with autocast_ctx(device, bf16):
+                        logits = step_model(xm)
+                    loss = F.cross_entropy(logits.float(), ym)
+                    (loss / micro).backward()
+                    loss_sum += loss.detach().double() / micro
+                    batch_err += (logits.detach().argmax(1) != ym).float().mean() / micro
+                grads = [p.grad for p in model.parameters() if p.grad is not None]
+                gn_last = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+                finite = torch.isfinite(gn_last) & torch.isfinite(loss_sum)
+                bad_at = torch.where((~finite) & (bad_at < 0), torch.full_like(bad_at, it), bad_at)
+                will_save = stop.signum is not None or (cfg.ckpt_every and (it + 1) % cfg.ckpt_every == 0)
+                if (it + 1) % check_every == 0 or it + 1 == cfg.iterations or will_save:
+                    if bad_at.item() >= 0:
+                        layer = first_nonfinite_grad(model)
+                        log.close()
+                        raise TrainingDiverged(
+                            f"non-finite loss or gradient at iteration {int(bad_at.item())} "
+                            f"(first non-finite gradient: {layer}); stopped, the last good checkpoint is "
+                            f"{latest_path_str(run_dir)}")
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                err_sum += batch_err.double()
+                if sched.needs_train_error:
+                    sched.observe(it, batch_err.item())
+                it += 1
+                pos += 1
+                window_n += 1
+                window_imgs += x.shape[0] * info.world_size
+                log.step()
+                do_log = cfg.log_every and it % cfg.log_every == 0
+                do_eval = (cfg.eval_every and it % cfg.eval_every == 0) or it == cfg.iterations
+                if do_log or do_eval:
+                    if device.type == "cuda":
+                        torch.cuda.synchronize(device)
+                    now = time.perf_counter()
+                    last = {"iteration": it, "epoch": round(epoch + pos / len(data.train_loader), 4),
+                            "lr": opt.param_groups[0]["lr"], "train_loss": loss_sum.item() / window_n,
+                            "train_error": err_sum.item() / window_n,
+                            "images_per_s": window_imgs / max(now - t_window, 1e-9),
+                            "grad_norm": gn_last.item(), "elapsed": elapsed0 + now - t_start}
+                    if do_eval:
+                        last.update(validate())
+                        if "val_error" in last and (best_val is None or last["val_error"] < best_val):
+                            best_val = last["val_error"]
+                            if info.is_main:
+                                ckpt.atomic_save({"model": bare.state_dict(), "iteration": it, "val_error": best_val,
+                                                  "config": cfg.to_dict()}, run_dir / "checkpoints" / ckpt.BEST)
+                    log.log(last)
+                    loss_sum.zero_(), err_sum.zero_()
+                    window_n, window_imgs, t_window = 0, 0, time.perf_counter()
+                if stop.signum is not None or (cfg.ckpt_every and it % cfg.ckpt_every == 0) or it == cfg.iterations:
+                    save_latest()
+                if stop.signum is not None:
+                    log.message(f"reslab train: signal {stop.signum}, checkpoint saved at iteration {it}; "
+                                f"continue with --resume {run_dir}")
+                    interrupted = True
+                    break
+                if it >= cfg.iterations:
+                    break
+            else:
+                epoch, pos = epoch + 1, 0
+    seconds = elapsed0 + time.perf_counter() - t_start
+    if info.is_main and not interrupted:
+        ckpt.export_safetensors(bare, run_dir / "model.safetensors", metadata={"config": json.dumps(cfg.to_dict())})
+    log.close()
+    imgs = [r for r in [last] if r]
+    return TrainResult(run_dir=run_dir, iterations=it, train_error=last.get("train_error"),
+                       val_error=last.get("val_error"), best_val_error=best_val, test_error=last.get("test_error"),
+                       images_per_s=imgs[0]["images_per_s"] if imgs else 0.0, seconds=seconds, interrupted=interrupted)
+
+
+def latest_path_str(run_dir: Path) -> str:
+    p = run_dir / "checkpoints" / ckpt.LATEST
+    return str(p) if p.exists() else "none (no checkpoint was written yet)"
