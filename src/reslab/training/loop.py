@@ -46,15 +46,23 @@ class TrainResult:
     images_per_s: float
     seconds: float
     interrupted: bool = False
+    model: nn.Module | None = None  # the trained model, unwrapped (no DDP/compile prefixes)
 
 
 def bf16_supported(device: torch.device) -> bool:
+    """Whether bf16 runs natively: CUDA with bf16, or a CPU with AVX512-BF16 or AMX.
+
+    oneDNN also *emulates* bf16 on plain AVX-512, but there it is slower than fp32, so
+    ``amp=auto`` keeps fp32 on such CPUs (``amp=bf16`` still forces it).
+    """
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
         return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def build_model(cfg: TrainConfig, data: RunData) -> nn.Module:
@@ -154,8 +162,8 @@ def _train(cfg: TrainConfig, run_dir: Path, state: dict | None, info: D.DistInfo
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     bf16 = cfg.amp == "bf16" or (cfg.amp == "auto" and bf16_supported(device))
-    if cfg.amp == "bf16" and not bf16_supported(device):
-        raise ReslabError(f"amp=bf16: this {device.type} does not support bf16; valid here: off, auto")
+    if cfg.amp == "bf16" and device.type == "cuda" and not bf16_supported(device):
+        raise ReslabError(f"amp=bf16: this GPU does not support bf16; valid here: off, auto")
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                           weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
     sched = LRSchedule(cfg)
@@ -221,7 +229,10 @@ def _train(cfg: TrainConfig, run_dir: Path, state: dict | None, info: D.DistInfo
                 for g in opt.param_groups:
                     g["lr"] = sched.lr(it)
                 batch_err = torch.zeros((), device=device)
-                for xm, ym in zip(x.chunk(micro), y.chunk(micro)):
+                # Strided micro-batches: micro-batch k holds what rank k would hold under DDP
+                # (the loader strides its shards), so accum_steps=N on one process computes
+                # exactly what N DDP ranks compute, BatchNorm statistics included.
+                for xm, ym in ((x[k::micro], y[k::micro]) for k in range(micro)):
                     with autocast_ctx(device, bf16):
                         logits = step_model(xm)
                     loss = F.cross_entropy(logits.float(), ym)
@@ -290,7 +301,8 @@ def _train(cfg: TrainConfig, run_dir: Path, state: dict | None, info: D.DistInfo
     imgs = [r for r in [last] if r]
     return TrainResult(run_dir=run_dir, iterations=it, train_error=last.get("train_error"),
                        val_error=last.get("val_error"), best_val_error=best_val, test_error=last.get("test_error"),
-                       images_per_s=imgs[0]["images_per_s"] if imgs else 0.0, seconds=seconds, interrupted=interrupted)
+                       images_per_s=imgs[0]["images_per_s"] if imgs else 0.0, seconds=seconds, interrupted=interrupted,
+                       model=bare)
 
 
 def latest_path_str(run_dir: Path) -> str:
