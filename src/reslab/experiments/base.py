@@ -133,7 +133,10 @@ def run_and_save(module, cfg, out_dir: str | Path, progress: Progress | None = N
     """Run an experiment module, save its results and figures under ``out_dir/NAME``."""
     name = module.__name__.rsplit(".", 1)[-1]
     target = Path(out_dir) / name
-    results = module.run(cfg, progress=progress)
+    import inspect
+
+    extra = {"out_dir": target} if "out_dir" in inspect.signature(module.run).parameters else {}
+    results = module.run(cfg, progress=progress, **extra)
     save_results(results, target)
     module.plot(results, target)
     return results
