@@ -10,7 +10,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("degradation", help="the degradation problem: plain-56 vs plain-20, and ResNets",
                        description="Train plain and residual nets of several depths on the same data and budget; "
                                    "plot training (dashed) and test (bold) error as in He et al. Fig. 6.")
-    base.add_common_args(p, default_out="reslab-results")
+    base.add_common_args(p, default_out="reslab-report")
     p.add_argument("--depths", type=int, nargs="+", help="depths, each 6n+2 (default: 20 56; full: 20 32 44 56 110)")
     p.add_argument("--recipe", choices=["quick", "he2016"], help="quick (CPU demo) or he2016 (§4.2, 64k iterations)")
     p.add_argument("--dataset", help="fashion-mnist (quick default), cifar10 (full default), ...")

@@ -12,7 +12,7 @@ def add_parser(sub) -> None:
                     "BN over the 256-point grid, statistics held fixed) over depth; plain nets vs ResNets with "
                     "beta = 1 and 0.1.  Writes OUT/shattered/results.json and three figures.  Quick scale: "
                     "20 seeds, about 10 s on 2 CPU cores (benchmarks/shattered.py).")
-    base.add_common_args(p, default_out="runs")
+    base.add_common_args(p, default_out="reslab-report")
     p.set_defaults(func=run)
 
 

@@ -174,7 +174,7 @@ def plot(results: dict, out_dir: str | Path) -> list[Path]:
             c = colors(0.15 + 0.7 * i / max(1, len(depths) - 1))
             curve = nets[name]["runs"][0]["curve"]
             ax.plot(curve["iteration"], curve["train_error"], "--", lw=0.9, color=c)
-            ax.plot(curve["eval_iteration"], curve["test_error"], "-", lw=2.2, color=c, label=f"{kind}-{d}")
+            ax.plot(curve["eval_iteration"], curve["test_error"], "-o", lw=2.2, ms=3.5, color=c, label=f"{kind}-{d}")
         ax.set_title(f"{'plain' if kind == 'plain' else 'residual'} nets")
         ax.set_xlabel("iteration")
         ax.grid(alpha=0.3)
