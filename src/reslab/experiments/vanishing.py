@@ -174,7 +174,9 @@ def linears(net: nn.Module) -> list[nn.Linear]:
 
 def weight_grad_norms(net: nn.Module) -> list[float]:
     """Frobenius norm of each Linear weight's gradient, in forward order, summed in float64."""
-    return [m.weight.grad.detach().double().norm().item() for m in linears(net)]
+    from reslab.probes import layer_grad_norms
+
+    return list(layer_grad_norms(net).values())
 
 
 def load_flat(dataset: str, n_images: int, data_dir: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:

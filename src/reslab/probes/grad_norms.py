@@ -16,7 +16,8 @@ def layer_grad_norms(model: nn.Module) -> dict[str, float]:
     Call after ``loss.backward()``.  Layers whose weight has no gradient are left out;
     a non-finite norm is kept as ``inf``/``nan`` (that is the exploding-gradient signal).
     """
-    norms = {name: float(m.weight.grad.norm()) for name, m in model.named_modules()
+    # float64: a vanished gradient (1e-24 per entry) squares to 0 in float32.
+    norms = {name: m.weight.grad.detach().double().norm().item() for name, m in model.named_modules()
              if isinstance(m, WEIGHTED) and m.weight.grad is not None}
     if not norms:
         raise ReslabError("layer_grad_norms: no layer has a gradient; call loss.backward() first")

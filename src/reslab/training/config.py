@@ -19,6 +19,7 @@ from reslab.errors import ReslabError
 
 SCHEDULES = ("step", "onecycle", "cosine", "constant")
 AMP_CHOICES = ("auto", "bf16", "off")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class TrainConfig:
     amp: str = "auto"                   # auto: bf16 autocast where the hardware supports it
     channels_last: bool = True
     compile: bool = False
+    compile_mode: str = "default"       # torch.compile mode; "reduce-overhead" adds CUDA graphs
     deterministic: bool = False         # torch.use_deterministic_algorithms (slower on CUDA)
     sync_bn: bool = False               # SyncBatchNorm under DDP (CUDA only)
     recipe: str = "custom"
@@ -154,6 +156,8 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.weight_decay >= 0, f"weight_decay must be >= 0, got {cfg.weight_decay}")
     need(cfg.iterations >= 1, f"iterations must be >= 1, got {cfg.iterations}")
     need(cfg.schedule in SCHEDULES, f"schedule {cfg.schedule!r} is not valid; valid: {', '.join(SCHEDULES)}")
+    need(cfg.compile_mode in COMPILE_MODES,
+         f"compile_mode {cfg.compile_mode!r} is not valid; valid: {', '.join(COMPILE_MODES)}")
     need(cfg.amp in AMP_CHOICES, f"amp {cfg.amp!r} is not valid; valid: {', '.join(AMP_CHOICES)}")
     need(cfg.init in INIT_SCHEMES, f"init {cfg.init!r} is not valid; valid: {', '.join(INIT_SCHEMES)}")
     need(cfg.shortcut in ("A", "B", "C"), f"shortcut {cfg.shortcut!r} is not valid; valid: A, B, C")

@@ -183,7 +183,7 @@ def _train(cfg: TrainConfig, run_dir: Path, state: dict | None, info: D.DistInfo
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
             bare = model
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    step_model = torch.compile(model) if cfg.compile else model
+    step_model = torch.compile(model, mode=cfg.compile_mode) if cfg.compile else model
 
     log = MetricsLogger(run_dir, cfg.iterations, it, enabled=info.is_main, quiet=quiet)
     log.message(f"reslab train: {cfg.model} on {cfg.dataset} ({data.num_train} train / {data.num_val} val images), "

@@ -1,0 +1,106 @@
+"""The report renders from saved results alone: every section, figure, verdict and condition."""
+
+import base64
+from dataclasses import dataclass
+
+import pytest
+
+from reslab.cli import main
+from reslab.experiments import EXPERIMENTS, base
+from reslab.report import build
+
+# A 1x1 PNG.
+PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
+
+
+@dataclass(frozen=True)
+class _Cfg:
+    scale: str = "quick"
+    seeds: int = 3
+    dataset: str = "fashion-mnist"
+    recipe: str = "quick"
+
+
+def _saved_results(tmp_path, names=EXPERIMENTS):
+    for i, name in enumerate(names):
+        data = {}
+        if name == "degradation":
+            data = {"nets": {"plain20": {"kind": "plain", "depth": 20, "final_test_error_mean": 0.15},
+                             "resnet20": {"kind": "resnet", "depth": 20, "final_test_error_mean": 0.12}}}
+        v = base.verdict(i % 2 == 0, f"summary of {name} <&>", ratio=0.5 + i, per_depth={"10": 1.0, "20": 2.0})
+        res = base.make_results(name, f"claim of {name}", _Cfg(), data, v, seconds=1.5)
+        base.save_results(res, tmp_path / name)
+        (tmp_path / name / f"{name}_fig.png").write_bytes(PNG)
+
+
+def test_report_has_every_section_figure_and_condition(tmp_path):
+    _saved_results(tmp_path)
+    html_path, md_path = build(tmp_path)
+    page, md = html_path.read_text(), md_path.read_text()
+    for name in EXPERIMENTS:
+        assert f"id='{name}'" in page and f"claim of {name}" in page
+        assert f"({name}/{name}_fig.png)" in md
+    assert page.count("data:image/png;base64,") == len(EXPERIMENTS)  # self-contained
+    assert "src='http" not in page and "<script" not in page
+    assert "summary of vanishing &lt;&amp;&gt;" in page  # escaped
+    assert "2 of 4 claims reproduced" in page and "NOT reproduced" in page
+    assert "torch " in page and "cores" in page and "Seeds per experiment" in page
+    assert "paper (Table 6, CIFAR-10)" in page and "8.75" not in page  # Fashion-MNIST run: no paper number
+
+
+def test_report_marks_missing_experiments(tmp_path):
+    _saved_results(tmp_path, names=["shattered"])
+    html_path, md_path = build(tmp_path)
+    assert md_path.read_text().count("not run") == 3
+    assert "1 of 1 claims reproduced" in html_path.read_text()
+
+
+def test_report_command_errors(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    assert "no such results directory" in capsys.readouterr().err
+    assert main(["report", str(tmp_path)]) == 2
+    assert "no experiment results" in capsys.readouterr().err
+    (tmp_path / "shattered").mkdir()
+    (tmp_path / "shattered" / "results.json").write_text("{broken")
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "results.json" in err
+    assert not (tmp_path / "report.html").exists()
+
+
+def test_report_command_rebuilds(tmp_path, capsys):
+    _saved_results(tmp_path)
+    assert main(["report", str(tmp_path)]) == 0
+    assert (tmp_path / "report.html").is_file() and "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("bad", [["--seeds", "0"], ["--only", "nothing"]])
+def test_reproduce_bad_input(tmp_path, capsys, bad):
+    try:
+        rc = main(["reproduce", "--out", str(tmp_path / "o"), *bad])
+    except SystemExit as e:  # argparse choices
+        rc = e.code
+    assert rc == 2 and not (tmp_path / "o").exists()
+
+
+def test_reproduce_end_to_end_at_tiny_scale(tmp_path, monkeypatch, capsys):
+    """`reslab reproduce` runs all four experiments, then writes a report with every section."""
+    from reslab.experiments import degradation, exploding, shattered, vanishing
+
+    tiny = {
+        vanishing: dict(dataset="synthetic", depths=(6,), width=32, n_images=256, probe_batch=128, batch=64, steps=2),
+        exploding: dict(dataset="synthetic", depths=(6,), width=32, n_images=256, batch=64, steps=4),
+        shattered: dict(depths=(2, 24, 50), max_lag=4, activity_depth=4),
+        degradation: dict(dataset="synthetic", depths=(8, 14), width=0.25, batch_size=32, train_subset=256,
+                          iterations=6, eval_every=3, log_every=3, train_error_window=3),
+    }
+    for module, over in tiny.items():
+        real = module.config_for
+        monkeypatch.setattr(module, "config_for", lambda scale, seeds=None, _r=real, _o=over, **kw: _r(scale, seeds, **{**_o, **kw}))
+    assert main(["reproduce", "--out", str(tmp_path), "--seeds", "2", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("REPRODUCED") == 4  # one verdict line each ("NOT REPRODUCED" contains it too)
+    page = (tmp_path / "report.html").read_text()
+    for name in EXPERIMENTS:
+        assert (tmp_path / name / "results.json").is_file() and f"id='{name}'" in page
+    assert page.count("data:image/png;base64,") >= 4 + 3  # vanishing/exploding/shattered have several figures
