@@ -163,7 +163,8 @@ def test_cli_errors_are_one_line_exit_2(tmp_path, capsys):
         assert main(args) == 2, args
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "error" in err, (args, err)
-    assert not (tmp_path / "b" / "checkpoints").exists()
+    for name in "abc":
+        assert not (tmp_path / name).exists(), f"a failed start left {name}/ behind"
 
 
 def _ddp_worker(rank: int, world: int, port: int, cfg: dict, out: str):

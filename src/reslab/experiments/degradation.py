@@ -38,19 +38,21 @@ class Config:
     width: float = 1.0                  # multiplier of the paper's 16/32/64 filters (1 = paper)
     batch_size: int = 128
     train_subset: int | None = 8000     # images of the training split used (quick scale)
-    iterations: int = 250               # per net, batch 128 (~4 epochs of 8k images)
+    val_size: int | None = 1000         # images held out of the training split for validation
+    test_subset: int | None = 2000      # test images behind each point of the test curve
+    iterations: int = 200               # per net, batch 128 (~3 epochs of 8k images)
     lr: float = 0.1                     # peak lr (per batch_size images)
-    eval_every: int = 50                # iterations between val/test points on the curves
-    log_every: int = 25
+    eval_every: int = 40                # iterations between val/test points on the curves
+    log_every: int = 20
     amp: str = "auto"
     device: str = "auto"
-    train_error_window: int = 50        # final training error: mean over the last N iterations
+    train_error_window: int = 40        # final training error: mean over the last N iterations
 
 
 def config_for(scale: str, seeds: int | None = None, **overrides) -> Config:
     if scale == "full":
         cfg = Config(scale="full", seeds=1, depths=(20, 32, 44, 56, 110), dataset="cifar10", recipe="he2016",
-                     train_subset=None, iterations=64_000, eval_every=1000, log_every=200,
+                     train_subset=None, val_size=5000, test_subset=None, iterations=64_000, eval_every=1000, log_every=200,
                      train_error_window=1000)
     else:
         cfg = Config()
@@ -68,7 +70,8 @@ def train_config(cfg: Config, kind: str, depth: int, seed: int):
 
     over = dict(model=net_name(kind, depth), dataset=cfg.dataset, data_dir=cfg.data_dir, seed=seed, amp=cfg.amp,
                 device=cfg.device, eval_test=True, eval_every=cfg.eval_every, log_every=cfg.log_every,
-                iterations=cfg.iterations, ckpt_every=0, width=cfg.width, batch_size=cfg.batch_size)
+                iterations=cfg.iterations, ckpt_every=0, width=cfg.width, batch_size=cfg.batch_size,
+                val_size=cfg.val_size, test_subset=cfg.test_subset)
     if cfg.recipe == "quick":
         over.update(train_subset=cfg.train_subset, lr=cfg.lr, schedule="onecycle")
     return resolve(recipe_name=cfg.recipe, overrides=over)

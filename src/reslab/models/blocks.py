@@ -39,7 +39,9 @@ class ZeroPadShortcut(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.stride > 1:
-            x = x[:, :, :: self.stride, :: self.stride]
+            # = x[:, :, ::s, ::s], but its backward keeps channels_last (the slice's does not,
+            # which costs ~3% of a ResNet-20 step on CPU).
+            x = F.avg_pool2d(x, 1, self.stride)
         if self.extra:
             x = F.pad(x, (0, 0, 0, 0, 0, self.extra))  # (W, H, C) pads: new channels at the end
         return x

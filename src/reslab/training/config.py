@@ -35,6 +35,7 @@ class TrainConfig:
     # data
     val_size: int | None = None         # images held out of train; None: the dataset's default (5k)
     train_subset: int | None = None     # use only this many training images (demos, tests)
+    test_subset: int | None = None      # evaluate test error on the first N test images only
     augment: bool = True                # §4.2: 4-pixel pad + random crop, random horizontal flip
     pad_to: int | None = None           # zero-pad smaller images to this size (e.g. 28 -> 32)
     # optimisation (§4.2: SGD, momentum 0.9, weight decay 1e-4, batch 128)
@@ -169,6 +170,7 @@ def validate(cfg: TrainConfig) -> None:
         need(getattr(cfg, key) >= 0, f"{key} must be >= 0, got {getattr(cfg, key)}")
     need(cfg.val_size is None or cfg.val_size >= 0, f"val_size must be >= 0, got {cfg.val_size}")
     need(cfg.train_subset is None or cfg.train_subset >= 1, f"train_subset must be >= 1, got {cfg.train_subset}")
+    need(cfg.test_subset is None or cfg.test_subset >= 1, f"test_subset must be >= 1, got {cfg.test_subset}")
     need(cfg.device == "auto" or cfg.device == "cpu" or cfg.device.startswith("cuda"),
          f"device {cfg.device!r} is not valid; valid: auto, cpu, cuda, cuda:N")
 

@@ -28,6 +28,8 @@ def build_data(cfg: TrainConfig, device: torch.device, info: DistInfo) -> RunDat
     ds = get_info(cfg.dataset)
     images, labels = load_arrays(cfg.dataset, "train", cfg.data_dir)
     test_images, test_labels = load_arrays(cfg.dataset, "test", cfg.data_dir)
+    if cfg.test_subset is not None:
+        test_images, test_labels = test_images[: cfg.test_subset], test_labels[: cfg.test_subset]
     val_size = ds.default_val_size if cfg.val_size is None else cfg.val_size
     train_idx, val_idx = make_splits(len(images), val_size, cfg.seed)
     if cfg.train_subset is not None:

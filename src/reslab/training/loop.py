@@ -151,14 +151,14 @@ def _train(cfg: TrainConfig, run_dir: Path, state: dict | None, info: D.DistInfo
 
     random.seed(cfg.seed)
 
-    if info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1) + "\n")
     if cfg.batch_size % (info.world_size * cfg.accum_steps):
         raise ReslabError(f"batch_size {cfg.batch_size} must be divisible by world_size x accum_steps "
                           f"({info.world_size} x {cfg.accum_steps})")
     data = build_data(cfg, device, info)
     model = build_model(cfg, data).to(device)
+    if info.is_main:  # only now: a bad dataset or model leaves no half-made run directory
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1) + "\n")
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     bf16 = cfg.amp == "bf16" or (cfg.amp == "auto" and bf16_supported(device))
