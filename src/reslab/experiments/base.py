@@ -151,4 +151,5 @@ def stderr_progress(quiet: bool = False) -> Progress:
     def say(msg: str) -> None:
         print(f"[{time.perf_counter() - start:7.1f}s] {msg}", file=sys.stderr, flush=True)
 
+    say.quiet = quiet  # experiments that train pass it on: plain log lines instead of bars
     return say

@@ -92,7 +92,7 @@ def run(cfg: Config, progress: base.Progress | None = None, out_dir: str | Path 
             for seed in range(cfg.seeds):
                 say(f"degradation: training {name} (seed {seed}), {cfg.iterations} iterations")
                 run_dir = runs_root / "runs" / f"{name}-s{seed}"
-                res = train(train_config(cfg, kind, depth, seed), run_dir, quiet=False)
+                res = train(train_config(cfg, kind, depth, seed), run_dir, quiet=getattr(progress, "quiet", False))
                 rows = read_metrics(run_dir)
                 train_rows = [r for r in rows if "train_error" in r]
                 tail = [r for r in train_rows if r["iteration"] > cfg.iterations - cfg.train_error_window] or train_rows[-1:]

@@ -69,6 +69,12 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     return rows
 
 
+def _section_conditions(res: dict) -> str:
+    c = res["conditions"]
+    return (f"Ran {res.get('seconds', 0):.0f} s with {c['torch_threads']} torch thread(s), "
+            f"{res['config'].get('seeds')} seed(s), at {c['date']}.")
+
+
 def _overall(results: dict[str, dict | None]) -> dict[str, Any]:
     ran = [r for r in results.values() if r]
     cond = ran[0]["conditions"]
@@ -94,7 +100,7 @@ def render_markdown(out_dir: Path, results: dict[str, dict | None]) -> str:
     c = o["conditions"]
     lines = ["# reslab: the depth problems of neural nets, reproduced", "",
              f"{o['reproduced']} of {o['ran']} claims reproduced. Total experiment time {o['seconds']:.0f} s.", "",
-             f"Conditions: {c['cpu']} ({c['cores']} cores, {c['torch_threads']} torch threads), torch {c['torch']}, "
+             f"Conditions: {c['cpu']} ({c['cores']} cores), torch {c['torch']}, "
              f"Python {c['python']}, GPU: {c['cuda'] or 'none'}; run at {c['date']}. "
              f"Seeds per experiment: {_fmt(o['seeds'])}.", "",
              "| claim | verdict | time |", "|---|---|---|"]
@@ -109,7 +115,8 @@ def render_markdown(out_dir: Path, results: dict[str, dict | None]) -> str:
             continue
         v = res["verdict"]
         lines += ["", f"<a id=\"{name}\"></a>", f"## {TITLES[name]}", "", f"> {res['claim']}", "",
-                  f"**Verdict: {'reproduced' if v['reproduced'] else 'NOT reproduced'}.** {v['summary']}", ""]
+                  f"**Verdict: {'reproduced' if v['reproduced'] else 'NOT reproduced'}.** {v['summary']}", "",
+                  f"_{_section_conditions(res)}_", ""]
         for fig in figures(out_dir, name):
             lines.append(f"![{name}: {fig.stem}]({os.path.relpath(fig, out_dir)})")
         if name == "degradation":
@@ -144,7 +151,7 @@ def render_html(out_dir: Path, results: dict[str, dict | None]) -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>reslab report</title><style>{_CSS}</style>"
              "</head><body><h1>reslab: the depth problems of neural nets, reproduced</h1>",
              f"<p>{o['reproduced']} of {o['ran']} claims reproduced. Total experiment time {o['seconds']:.0f} s.</p>",
-             f"<p>Conditions: {e(str(c['cpu']))} ({c['cores']} cores, {c['torch_threads']} torch threads), "
+             f"<p>Conditions: {e(str(c['cpu']))} ({c['cores']} cores), "
              f"torch {e(c['torch'])}, Python {e(c['python'])}, GPU: {e(str(c['cuda'] or 'none'))}; run at {e(c['date'])}. "
              f"Seeds per experiment: {e(_fmt(o['seeds']))}.</p>"]
     rows = []
@@ -158,7 +165,8 @@ def render_html(out_dir: Path, results: dict[str, dict | None]) -> str:
         v = res["verdict"]
         cls, word = ("ok", "Reproduced") if v["reproduced"] else ("no", "Not reproduced")
         parts.append(f"<h2 id='{name}'>{e(TITLES[name])}</h2><blockquote>{e(res['claim'])}</blockquote>"
-                     f"<p><span class='{cls}'>{word}.</span> {e(v['summary'])}</p>")
+                     f"<p><span class='{cls}'>{word}.</span> {e(v['summary'])}</p>"
+                     f"<p><em>{e(_section_conditions(res))}</em></p>")
         for fig in figures(out_dir, name):
             data = base64.b64encode(fig.read_bytes()).decode("ascii")
             parts.append(f"<img alt='{e(name)}: {e(fig.stem)}' src='data:image/png;base64,{data}'>")
