@@ -55,8 +55,9 @@ from torch import nn
 
 from reslab.errors import ReslabError
 from reslab.experiments import base
-from reslab.experiments.vanishing import (build_net, check_common, floats, linears, load_flat,
-                                          normalise, num, torch_threads, weight_grad_norms, save_figure)
+from reslab.experiments.fcnets import (build_net, floats, linears, load_flat, normalise, num, save_figure,
+                                       torch_threads, weight_grad_norms)
+from reslab.experiments.vanishing import check_common
 
 CLAIM = ("Badly normalised inputs or weights make gradients grow layer by layer until they overflow "
          "to inf or NaN; BatchNorm together with ReLU tames this (reslab DESIGN item 3; e.g. "
@@ -88,7 +89,7 @@ class Config:
     explode_factor: float = 100.0       # growth of the gradient norm over step 0 that counts as exploding
     stable_factor: float = 10.0         # largest growth over step 0 that still counts as stable
     layer_steps: int = 5                # per-layer norms are kept for steps 0..layer_steps-1 and the last
-    threads: int = 1                    # torch CPU threads during the run (see vanishing.torch_threads)
+    threads: int = 1                    # torch CPU threads during the run (see fcnets.torch_threads)
 
     def __post_init__(self):
         object.__setattr__(self, "depths", tuple(int(d) for d in self.depths))

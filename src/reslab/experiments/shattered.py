@@ -42,7 +42,6 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -50,6 +49,7 @@ import torch
 
 from reslab.errors import ReslabError
 from reslab.experiments import base
+from reslab.experiments.shattered_plots import plot  # noqa: F401  (figures: shattered.plot)
 from reslab.models.mlp import mlp
 from reslab.probes.shattering import (autocorrelation, brown_noise, input_gradients, input_grid,
                                       relu_activity, white_noise)
@@ -351,87 +351,3 @@ def judge(cfg: Config, data: dict[str, Any]) -> dict[str, Any]:
     if "per_layer_factor" in t:
         parts.append(f"plain ρ₁ falls by ×{t['per_layer_factor']:.2f}/layer (paper 2^-L: ×0.5)")
     return base.verdict(ok, "; ".join(parts), **numbers)
-
-
-# ---------------------------------------------------------------- figures
-
-def plot(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    data, cfg = results["data"], results["config"]
-    paths = []
-
-    # Fig. 1: gradient curves (seed 0) and covariance over seeds.
-    panels = data["fig1"]
-    fig, axes = plt.subplots(2, len(panels), figsize=(3.2 * len(panels), 6.2))
-    xs = np.linspace(cfg["grid_lo"], cfg["grid_hi"], cfg["grid_points"])
-    for j, (name, grads) in enumerate(panels.items()):
-        g = np.asarray(grads, float)
-        axes[0, j].plot(xs, g[0], lw=0.8)
-        axes[0, j].set_title(f"{name}\nlag-1 {data['fig1_lag1'][name]['mean']:.2f}", fontsize=9)
-        axes[0, j].set_xlabel("x" if "noise" not in name else "index (rescaled)")
-        z = (g - g.mean(1, keepdims=True)) / np.where(g.std(1, keepdims=True) > 0, g.std(1, keepdims=True), 1)
-        axes[1, j].imshow(z.T @ z / len(z), cmap="RdBu_r", vmin=-1, vmax=1)
-        axes[1, j].set_xticks([]), axes[1, j].set_yticks([])
-    axes[0, 0].set_ylabel("df/dx (seed 0)")
-    axes[1, 0].set_ylabel(f"covariance over {len(g)} seeds")
-    fig.suptitle(f"Shattered gradients (Balduzzi et al. Fig. 1); BN {cfg['bn']}", fontsize=10)
-    paths.append(_save(fig, out / "shattered_fig1_gradients.png"))
-
-    # Fig. 2: autocorrelation functions over depth, per kind.
-    kinds = [k for k in data["acf"] if "noise" not in k]
-    fig, axes = plt.subplots(1, len(kinds) + 1, figsize=(3.6 * (len(kinds) + 1), 3.4))
-    for ax, kind in zip(axes, kinds):
-        for depth, acf in data["acf"][kind].items():
-            ax.plot(acf["mean"], label=f"L={depth}")
-        for noise, style in (("brown noise", ":"), ("white noise", "--")):
-            ax.plot(data["acf"][noise]["mean"], "k" + style, lw=0.8, label=noise)
-        ax.set_title(kind.replace("_", " "), fontsize=10)
-        ax.set_xlabel("lag (grid steps)")
-        ax.set_ylim(-0.2, 1.02)
-    axes[0].set_ylabel(f"autocorrelation (mean of {cfg['seeds']} seeds)")
-    axes[0].legend(fontsize=7)
-    ax = axes[-1]
-    for kind in kinds:
-        d = data["lag1"][kind]
-        L = [int(k) for k in d]
-        ax.errorbar(L, [d[k]["mean"] for k in d], yerr=[d[k]["std"] for k in d], marker="o", capsize=2,
-                    label=kind.replace("_", " "))
-    ax.axhspan(-cfg["white_tol"], cfg["white_tol"], color="0.85", label="white-noise band")
-    ax.set_xscale("log"), ax.set_xlabel("depth L (hidden layers)"), ax.set_ylabel("lag-1 autocorrelation")
-    ax.set_xticks(cfg["depths"], [str(d) for d in cfg["depths"]])
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.legend(fontsize=7)
-    paths.append(_save(fig, out / "shattered_fig2_autocorrelation.png"))
-
-    # Fig. 3: ReLU activity per layer, with and without BN.
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.4), sharey=True)
-    for ax, key, ref in ((axes[0], "active", 0.5), (axes[1], "coactive", 0.25)):
-        for label, act in data["activity"].items():
-            mean, std = np.asarray(act[key]["mean"]), np.asarray(act[key]["std"])
-            layers = np.arange(1, len(mean) + 1)
-            ax.plot(layers, mean, label=label)
-            ax.fill_between(layers, mean - std, mean + std, alpha=0.25)
-        ax.axhline(ref, color="k", ls=":", lw=0.8)
-        ax.set_title(f"share of ReLUs {'active' if key == 'active' else 'co-active for a pair of inputs'}",
-                     fontsize=9)
-        ax.set_xlabel(f"layer of a {cfg['activity_depth']}-layer plain net")
-    axes[0].set_ylim(0, 1)
-    axes[0].legend(fontsize=8)
-    paths.append(_save(fig, out / "shattered_fig3_relu_activity.png"))
-    return paths
-
-
-def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
