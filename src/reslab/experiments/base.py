@@ -112,6 +112,39 @@ def load_results(out_dir: str | Path) -> dict[str, Any]:
         raise ReslabError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
 
 
+def config_from_scales(config_cls, scales: dict[str, dict], name: str, scale: str, seeds: int | None,
+                       overrides: dict[str, Any]):
+    """``config_cls`` built from the preset ``scales[scale]``, then ``seeds``, then overrides;
+    an unknown scale or setting is a one-line ReslabError."""
+    if scale not in scales:
+        raise ReslabError(f"unknown scale {scale!r}; valid: {', '.join(scales)}")
+    kw = {**scales[scale], "scale": scale, **overrides}
+    if seeds is not None:
+        kw["seeds"] = seeds
+    unknown = sorted(set(kw) - {f.name for f in dataclasses.fields(config_cls)})
+    if unknown:
+        raise ReslabError(f"unknown setting(s) {unknown} for the {name} experiment")
+    return config_cls(**kw)
+
+
+def add_experiment_command(sub, name: str, *, help: str, description: str) -> None:
+    """The ``reslab NAME`` command of an experiment that needs only the common flags."""
+
+    def run(args) -> int:
+        import importlib
+
+        module = importlib.import_module(f"reslab.experiments.{name}")
+        cfg = module.config_for(args.scale, seeds=args.seeds)  # ReslabError (exit 2) on bad input
+        results = run_and_save(module, cfg, args.out, progress=stderr_progress(args.quiet))
+        print_verdict(results)
+        print(f"results and figures: {Path(args.out) / name}")
+        return 0
+
+    p = sub.add_parser(name, help=help, description=description)
+    add_common_args(p, default_out="reslab-report")
+    p.set_defaults(func=run)
+
+
 def add_common_args(parser, *, default_out: str) -> None:
     """The flags every experiment command takes."""
     parser.add_argument("--out", default=default_out,

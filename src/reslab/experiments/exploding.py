@@ -42,7 +42,6 @@ starts with large first-layer gradients (see the vanishing experiment) yet stays
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -108,15 +107,7 @@ class Config:
 
 
 def config_for(scale: str, seeds: int | None = None, **overrides) -> Config:
-    if scale not in SCALES:
-        raise ReslabError(f"unknown scale {scale!r}; valid: {', '.join(SCALES)}")
-    kw = {**SCALES[scale], "scale": scale, **overrides}
-    if seeds is not None:
-        kw["seeds"] = seeds
-    unknown = sorted(set(kw) - {f.name for f in dataclasses.fields(Config)})
-    if unknown:
-        raise ReslabError(f"unknown setting(s) {unknown} for the exploding experiment")
-    return Config(**kw)
+    return base.config_from_scales(Config, SCALES, "exploding", scale, seeds, overrides)
 
 
 # ---------------------------------------------------------------- one training run

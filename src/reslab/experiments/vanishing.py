@@ -35,7 +35,6 @@ init (Yang et al. 2019, arXiv 1902.08129).  The claim tested here is only "does 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -125,15 +124,7 @@ def check_common(cfg) -> None:
 
 
 def config_for(scale: str, seeds: int | None = None, **overrides) -> Config:
-    if scale not in SCALES:
-        raise ReslabError(f"unknown scale {scale!r}; valid: {', '.join(SCALES)}")
-    kw = {**SCALES[scale], "scale": scale, **overrides}
-    if seeds is not None:
-        kw["seeds"] = seeds
-    unknown = sorted(set(kw) - {f.name for f in dataclasses.fields(Config)})
-    if unknown:
-        raise ReslabError(f"unknown setting(s) {unknown} for the vanishing experiment")
-    return Config(**kw)
+    return base.config_from_scales(Config, SCALES, "vanishing", scale, seeds, overrides)
 
 
 # ---------------------------------------------------------------- the experiment
