@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_data_support import isolated_data_env, make_idx_dataset  # noqa: F401
+from datafiles import isolated_data_env, make_idx_dataset  # noqa: F401
 
 from reslab.cli import main
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_data_support import (IMAGES_MAGIC, LABELS_MAGIC, cifar_batch, idx_bytes, isolated_data_env,  # noqa: F401
+from datafiles import (IMAGES_MAGIC, LABELS_MAGIC, cifar_batch, idx_bytes, isolated_data_env,  # noqa: F401
                         make_cifar10, make_cifar100, make_idx_dataset, py2_pickle, write_tar)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from test_data_support import REAL_FETCH, isolated_data_env, make_cifar10, make_idx_dataset  # noqa: F401
+from datafiles import REAL_FETCH, isolated_data_env, make_cifar10, make_idx_dataset  # noqa: F401
 
 from reslab.data import DATASETS, FileSpec, get_info, load_arrays
 from reslab.data import datasets as datasets_mod
