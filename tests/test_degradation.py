@@ -12,8 +12,8 @@ FMNIST = Path("/usr/share/datasets/fashion-mnist")
 
 @pytest.mark.skipif(not FMNIST.is_dir(), reason="Fashion-MNIST not installed (CI installs dataset-fashion-mnist)")
 def test_plain56_trains_worse_than_plain20_and_resnet_less_so(tmp_path):
-    cfg = degradation.config_for("quick", seeds=1, width=0.5, batch_size=64, train_subset=2048, iterations=60,
-                                 eval_every=60, log_every=10, train_error_window=20)
+    cfg = degradation.config_for("quick", seeds=1, width=0.5, batch_size=64, train_subset=2048, iterations=100,
+                                 eval_every=100, log_every=10, train_error_window=20)
     results = base.run_and_save(degradation, cfg, tmp_path)
     nets = results["data"]["nets"]
     plain_gap = nets["plain56"]["final_train_error_mean"] - nets["plain20"]["final_train_error_mean"]
@@ -23,7 +23,7 @@ def test_plain56_trains_worse_than_plain20_and_resnet_less_so(tmp_path):
     assert results["verdict"]["numbers"]["plain_gap"] == pytest.approx(plain_gap)
     assert (tmp_path / "degradation" / "degradation.png").stat().st_size > 5000
     curve = nets["plain20"]["runs"][0]["curve"]
-    assert curve["iteration"][-1] == 60 and len(curve["test_error"]) == 1
+    assert curve["iteration"][-1] == 100 and len(curve["test_error"]) == 1
     again = base.load_results(tmp_path / "degradation")
     assert again["verdict"] == results["verdict"]
 
