@@ -46,8 +46,6 @@ def run(args) -> int:
         except TrainingDiverged as err:
             print(f"reslab train: error: {err}", file=sys.stderr)
             return 3
-    if result is None:
-        return 0
     status = "interrupted" if result.interrupted else "done"
     val = f"{result.val_error:.4f}" if result.val_error is not None else "n/a"
     print(f"reslab train: {status} at iteration {result.iterations}; val error {val}, "

@@ -30,7 +30,7 @@ def find_checkpoint(path: str | Path) -> Path:
 
 def evaluate(path: str | Path, split: str = "val", *, device: str = "auto", data_dir: str | None = None) -> dict:
     """Evaluate a run directory or checkpoint; returns error, loss, per-class accuracy, confusion."""
-    from reslab.training.loop import bf16_supported, build_model
+    from reslab.training.loop import build_model, use_bf16
 
     if split not in ("val", "test"):
         raise ReslabError(f"--split {split!r} is not valid; valid: val, test")
@@ -48,8 +48,7 @@ def evaluate(path: str | Path, split: str = "val", *, device: str = "auto", data
     loader = data.val_loader if split == "val" else data.test_loader
     if loader is None:
         raise ReslabError(f"{path}: the run held out no validation images (val_size=0); use --split test")
-    bf16 = cfg.amp == "bf16" or (cfg.amp == "auto" and bf16_supported(dev))
-    result = evaluate_loader(model, loader.epoch(0), data.num_classes, dev, bf16)
+    result = evaluate_loader(model, loader.epoch(0), data.num_classes, dev, use_bf16(cfg, dev))
     from reslab.data import get_info
 
     result.update(split=split, checkpoint=str(path), iteration=state.get("iteration"), model=cfg.model,

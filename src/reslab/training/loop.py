@@ -24,7 +24,7 @@ from torch import nn
 from reslab.errors import ReslabError
 from reslab.training import checkpoint as ckpt
 from reslab.training import distributed as D
-from reslab.training.config import TrainConfig
+from reslab.training.config import TrainConfig, from_dict
 from reslab.training.data import RunData, build_data
 from reslab.training.evaluate import autocast_ctx, evaluate_loader
 from reslab.training.metrics import MetricsLogger, truncate_after
@@ -63,6 +63,14 @@ def bf16_supported(device: torch.device) -> bool:
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def use_bf16(cfg: TrainConfig, device: torch.device) -> bool:
+    """``amp=bf16`` forces bf16 autocast (refused on a GPU without bf16); ``auto`` uses it
+    only where it runs natively."""
+    if cfg.amp == "bf16" and device.type == "cuda" and not bf16_supported(device):
+        raise ReslabError("amp=bf16: this GPU does not support bf16; valid here: off, auto")
+    return cfg.amp == "bf16" or (cfg.amp == "auto" and bf16_supported(device))
 
 
 def build_model(cfg: TrainConfig, data: RunData) -> nn.Module:
@@ -111,8 +119,6 @@ def train(cfg: TrainConfig | dict | None = None, out: str | Path | None = None, 
     """Train ``cfg`` (a :class:`TrainConfig` or a dict of its keys) into the run directory
     ``out`` (default ``runs/MODEL-DATASET-TIME``); with ``resume``, continue the run in
     ``out`` from its latest checkpoint, using the config saved there."""
-    from reslab.training.config import from_dict
-
     if isinstance(cfg, dict):
         cfg = from_dict(cfg)
     if out is None:
@@ -161,9 +167,7 @@ def _train(cfg: TrainConfig, run_dir: Path, state: dict | None, info: D.DistInfo
         (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1) + "\n")
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    bf16 = cfg.amp == "bf16" or (cfg.amp == "auto" and bf16_supported(device))
-    if cfg.amp == "bf16" and device.type == "cuda" and not bf16_supported(device):
-        raise ReslabError(f"amp=bf16: this GPU does not support bf16; valid here: off, auto")
+    bf16 = use_bf16(cfg, device)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                           weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
     sched = LRSchedule(cfg)
@@ -298,10 +302,9 @@ def _train(cfg: TrainConfig, run_dir: Path, state: dict | None, info: D.DistInfo
     if info.is_main and not interrupted:
         ckpt.export_safetensors(bare, run_dir / "model.safetensors", metadata={"config": json.dumps(cfg.to_dict())})
     log.close()
-    imgs = [r for r in [last] if r]
     return TrainResult(run_dir=run_dir, iterations=it, train_error=last.get("train_error"),
                        val_error=last.get("val_error"), best_val_error=best_val, test_error=last.get("test_error"),
-                       images_per_s=imgs[0]["images_per_s"] if imgs else 0.0, seconds=seconds, interrupted=interrupted,
+                       images_per_s=last.get("images_per_s", 0.0), seconds=seconds, interrupted=interrupted,
                        model=bare)
 
 
