@@ -52,3 +52,12 @@ def test_cli_bad_input(tmp_path, capsys, args, match):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and match in err
     assert not (tmp_path / "degradation").exists()
+
+
+def test_rerun_into_the_same_directory_trains_afresh(tmp_path):
+    cfg = degradation.config_for("quick", seeds=1, dataset="synthetic", depths=(8, 14), width=0.25, batch_size=32,
+                                 train_subset=256, val_size=64, test_subset=64, iterations=4, eval_every=2,
+                                 log_every=2, train_error_window=2)
+    first = base.run_and_save(degradation, cfg, tmp_path)
+    second = base.run_and_save(degradation, cfg, tmp_path)  # used to fail: "already holds a run"
+    assert first["data"]["nets"]["cifar-plain14"]["runs"][0]["curve"] == second["data"]["nets"]["cifar-plain14"]["runs"][0]["curve"]

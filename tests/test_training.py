@@ -198,3 +198,26 @@ def test_ddp_two_gloo_ranks_match_each_other_and_one_process(tmp_path):
         torch.testing.assert_close(single[k], r0[k], rtol=1e-3, atol=1e-4, msg=f"single vs DDP differ on {k}")
     metrics = read_metrics(tmp_path / "ddp")
     assert [r["iteration"] for r in metrics] == [2, 4]  # one writer (rank 0): no duplicated lines
+
+
+def test_too_few_images_for_one_batch_is_a_clean_error(tmp_path):
+    with pytest.raises(ReslabError, match="make no batch"):
+        reslab.train({**TINY, "train_subset": 10}, tmp_path / "run", quiet=True)
+    assert not (tmp_path / "run").exists()
+
+
+def test_fresh_run_does_not_append_to_a_killed_attempts_metrics(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"iteration": 5, "train_error": 0.9}\n{"iteration": 10, "trai')
+    reslab.train({**TINY, "iterations": 10}, run, quiet=True)
+    its = [r["iteration"] for r in read_metrics(run)]
+    assert its == [5, 10]  # this run's lines only, no duplicates, no broken line
+
+
+def test_resume_refuses_new_settings(tmp_path, capsys):
+    reslab.train({**TINY, "iterations": 5}, tmp_path / "run", quiet=True)
+    capsys.readouterr()  # drop the training log
+    assert main(["train", "--resume", str(tmp_path / "run"), "--iterations", "80"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--iterations" in err

@@ -19,7 +19,13 @@ def run(args) -> int:
     from reslab.training.eval_run import evaluate, find_checkpoint, write_report
 
     result = evaluate(args.path, args.split, device=args.device, data_dir=args.data_dir)
-    out = Path(args.out) if args.out else find_checkpoint(args.path).parent.parent
+    if args.out:
+        out = Path(args.out)
+    elif Path(args.path).is_dir():
+        out = Path(args.path)  # the run directory
+    else:
+        ckpt = find_checkpoint(args.path)
+        out = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
     js, png = write_report(result, out)
     print(f"{result['model']} on {result['dataset']} {args.split} ({result['n']} images, iteration {result['iteration']}): "
           f"error {result['error']:.4f}, loss {result['loss']:.4f}")

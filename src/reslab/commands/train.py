@@ -30,9 +30,14 @@ def run(args) -> int:
     from reslab.training.loop import TrainingDiverged, train
 
     if args.resume:
+        given = [flag for flag, v in (("--model", args.model), ("--dataset", args.dataset), ("--recipe", args.recipe),
+                                      ("--config", args.config), ("--set", args.set), ("--iterations", args.iterations),
+                                      ("--out", args.out), ("--data-dir", args.data_dir)) if v]
+        if given:
+            raise ReslabError(f"--resume continues with the config saved in the run; drop {', '.join(given)}")
         if not (Path(args.resume) / "checkpoints" / "latest.pt").is_file():
             raise ReslabError(f"--resume {args.resume}: no checkpoints/latest.pt there")
-        result = train(None, args.resume, resume=True, quiet=args.quiet)
+        cfg, out = None, args.resume
     else:
         if not args.out:
             raise ReslabError("--out is required: the run directory for config, metrics and checkpoints")
@@ -40,12 +45,12 @@ def run(args) -> int:
         for key in ("model", "dataset", "data_dir", "iterations"):
             if getattr(args, key) is not None:
                 overrides[key] = getattr(args, key)
-        cfg = resolve(recipe_name=args.recipe, file=args.config, overrides=overrides)
-        try:
-            result = train(cfg, args.out, quiet=args.quiet)
-        except TrainingDiverged as err:
-            print(f"reslab train: error: {err}", file=sys.stderr)
-            return 3
+        cfg, out = resolve(recipe_name=args.recipe, file=args.config, overrides=overrides), args.out
+    try:
+        result = train(cfg, out, resume=bool(args.resume), quiet=args.quiet)
+    except TrainingDiverged as err:
+        print(f"reslab train: error: {err}", file=sys.stderr)
+        return 3
     status = "interrupted" if result.interrupted else "done"
     val = f"{result.val_error:.4f}" if result.val_error is not None else "n/a"
     print(f"reslab train: {status} at iteration {result.iterations}; val error {val}, "

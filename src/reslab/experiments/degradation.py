@@ -12,6 +12,7 @@ depths 20/32/44/56/110, which needs CIFAR-10 and, in practice, a GPU.
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -92,7 +93,11 @@ def run(cfg: Config, progress: base.Progress | None = None, out_dir: str | Path 
             for seed in range(cfg.seeds):
                 say(f"degradation: training {name} (seed {seed}), {cfg.iterations} iterations")
                 run_dir = runs_root / "runs" / f"{name}-s{seed}"
+                if run_dir.exists():  # a rerun of the experiment trains every net afresh
+                    shutil.rmtree(run_dir)
                 res = train(train_config(cfg, kind, depth, seed), run_dir, quiet=getattr(progress, "quiet", False))
+                if res.interrupted:
+                    raise KeyboardInterrupt(f"{name} interrupted at iteration {res.iterations}")
                 rows = read_metrics(run_dir)
                 train_rows = [r for r in rows if "train_error" in r]
                 tail = [r for r in train_rows if r["iteration"] > cfg.iterations - cfg.train_error_window] or train_rows[-1:]

@@ -44,8 +44,8 @@ def rng_state() -> dict[str, Any]:
                   "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
         "python": {"version": py_state[0], "state": list(py_state[1]), "gauss": py_state[2]},
     }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    # No CUDA RNG state: training draws no random numbers on the GPU (the loader uses a
+    # seeded CPU generator), and per-GPU states would not restore on a machine with fewer GPUs.
     return state
 
 
@@ -55,8 +55,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
     p = state["python"]
     random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:

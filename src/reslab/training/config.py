@@ -165,6 +165,8 @@ def validate(cfg: TrainConfig) -> None:
     need(list(cfg.milestones) == sorted(cfg.milestones) and all(m > 0 for m in cfg.milestones),
          f"milestones must be increasing positive iterations, got {list(cfg.milestones)}")
     need(cfg.warmup_lr is None or cfg.warmup_lr > 0, f"warmup_lr must be > 0, got {cfg.warmup_lr}")
+    need(cfg.warmup_window >= 1, f"warmup_window must be >= 1 iteration, got {cfg.warmup_window}")
+    need(0 < cfg.warmup_until_error <= 1, f"warmup_until_error must be in (0, 1], got {cfg.warmup_until_error}")
     need(0 < cfg.onecycle_pct < 1, f"onecycle_pct must be in (0, 1), got {cfg.onecycle_pct}")
     for key in ("eval_every", "log_every", "ckpt_every"):
         need(getattr(cfg, key) >= 0, f"{key} must be >= 0, got {getattr(cfg, key)}")

@@ -61,3 +61,9 @@ def setup(info: DistInfo, device: torch.device) -> None:
 def teardown(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def all_mean_(t: torch.Tensor) -> torch.Tensor:
+    """In place: the mean of ``t`` over ranks (SUM then divide: gloo has no AVG)."""
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t.div_(dist.get_world_size())

@@ -161,6 +161,9 @@ def _train(cfg: TrainConfig, run_dir: Path, state: dict | None, info: D.DistInfo
         raise ReslabError(f"batch_size {cfg.batch_size} must be divisible by world_size x accum_steps "
                           f"({info.world_size} x {cfg.accum_steps})")
     data = build_data(cfg, device, info)
+    if len(data.train_loader) == 0:
+        raise ReslabError(f"{data.num_train} training images make no batch of {cfg.batch_size // info.world_size} "
+                          f"per rank (world size {info.world_size}); lower batch_size or raise train_subset")
     model = build_model(cfg, data).to(device)
     if info.is_main:  # only now: a bad dataset or model leaves no half-made run directory
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -189,6 +192,8 @@ def _train(cfg: TrainConfig, run_dir: Path, state: dict | None, info: D.DistInfo
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     step_model = torch.compile(model, mode=cfg.compile_mode) if cfg.compile else model
 
+    if state is None and info.is_main:
+        truncate_after(run_dir / "metrics.jsonl", 0)  # a killed earlier attempt left lines behind
     log = MetricsLogger(run_dir, cfg.iterations, it, enabled=info.is_main, quiet=quiet)
     log.message(f"reslab train: {cfg.model} on {cfg.dataset} ({data.num_train} train / {data.num_val} val images), "
                 f"{cfg.iterations} iterations of {cfg.batch_size} images, {device}"
@@ -196,7 +201,7 @@ def _train(cfg: TrainConfig, run_dir: Path, state: dict | None, info: D.DistInfo
                 f"channels_last {'on' if cfg.channels_last else 'off'} -> {run_dir}")
 
     def save_latest() -> None:
-        if not info.is_main:
+        if not info.is_main or bad_at.item() >= 0:  # never save over the last good checkpoint
             return
         ckpt.atomic_save({
             "model": bare.state_dict(), "optimizer": opt.state_dict(), "schedule": sched.state_dict(),
@@ -260,6 +265,8 @@ def _train(cfg: TrainConfig, run_dir: Path, state: dict | None, info: D.DistInfo
                 opt.zero_grad(set_to_none=True)
                 err_sum += batch_err.double()
                 if sched.needs_train_error:
+                    if info.enabled:  # every rank must end the warm-up at the same iteration
+                        D.all_mean_(batch_err)
                     sched.observe(it, batch_err.item())
                 it += 1
                 pos += 1
@@ -271,6 +278,8 @@ def _train(cfg: TrainConfig, run_dir: Path, state: dict | None, info: D.DistInfo
                 if do_log or do_eval:
                     if device.type == "cuda":
                         torch.cuda.synchronize(device)
+                    if info.enabled:  # log the whole global batch, not rank 0's shard
+                        D.all_mean_(loss_sum), D.all_mean_(err_sum)
                     now = time.perf_counter()
                     last = {"iteration": it, "epoch": round(epoch + pos / len(data.train_loader), 4),
                             "lr": opt.param_groups[0]["lr"], "train_loss": loss_sum.item() / window_n,

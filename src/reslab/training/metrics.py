@@ -4,26 +4,44 @@ and a progress bar or plain log lines on the terminal."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from reslab.errors import ReslabError
+
 METRICS_FILE = "metrics.jsonl"
 
 
+def _parse(lines: list[str], path: Path) -> list[dict[str, Any]]:
+    rows = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:  # a line cut short by a kill: drop it
+                break
+            raise ReslabError(f"{path}: line {i + 1} is not valid JSON") from None
+    return rows
+
+
 def truncate_after(path: Path, iteration: int) -> None:
-    """Drop lines logged after ``iteration``: a resumed run logs them again."""
+    """Drop lines logged after ``iteration`` (a resumed run logs them again), atomically."""
     if not path.is_file():
         return
-    keep = [line for line in path.read_text().splitlines()
-            if line.strip() and json.loads(line).get("iteration", 0) <= iteration]
-    path.write_text("".join(line + "\n" for line in keep))
+    keep = [r for r in _parse(path.read_text().splitlines(), path) if r.get("iteration", 0) <= iteration]
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
+    os.replace(tmp, path)
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     path = Path(run_dir) / METRICS_FILE
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    return _parse(path.read_text().splitlines(), path) if path.is_file() else []
 
 
 class MetricsLogger:
