@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -53,6 +54,7 @@ def run(args) -> int:
         return 3
     status = "interrupted" if result.interrupted else "done"
     val = f"{result.val_error:.4f}" if result.val_error is not None else "n/a"
-    print(f"reslab train: {status} at iteration {result.iterations}; val error {val}, "
-          f"{result.images_per_s:.0f} img/s, {result.seconds:.0f} s -> {result.run_dir}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary line
+            print(f"reslab train: {status} at iteration {result.iterations}; val error {val}, "
+              f"{result.images_per_s:.0f} img/s, {result.seconds:.0f} s -> {result.run_dir}")
     return 130 if result.interrupted else 0

@@ -67,3 +67,10 @@ def all_mean_(t: torch.Tensor) -> torch.Tensor:
     """In place: the mean of ``t`` over ranks (SUM then divide: gloo has no AVG)."""
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t.div_(dist.get_world_size())
+
+
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """Whether ``flag`` is true on any rank (a collective: every rank must call it)."""
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())

@@ -296,10 +296,13 @@ def _train(cfg: TrainConfig, run_dir: Path, state: dict | None, info: D.DistInfo
                     log.log(last)
                     loss_sum.zero_(), err_sum.zero_()
                     window_n, window_imgs, t_window = 0, 0, time.perf_counter()
-                if stop.signum is not None or (cfg.ckpt_every and it % cfg.ckpt_every == 0) or it == cfg.iterations:
+                stopping = stop.signum is not None
+                if info.enabled:  # all ranks must stop at the same iteration, or one hangs in all-reduce
+                    stopping = it % check_every == 0 and D.any_rank(stopping, device)
+                if stopping or (cfg.ckpt_every and it % cfg.ckpt_every == 0) or it == cfg.iterations:
                     save_latest()
-                if stop.signum is not None:
-                    log.message(f"reslab train: signal {stop.signum}, checkpoint saved at iteration {it}; "
+                if stopping:
+                    log.message(f"reslab train: signal {stop.signum or 'on another rank'}, checkpoint saved at iteration {it}; "
                                 f"continue with --resume {run_dir}")
                     interrupted = True
                     break
