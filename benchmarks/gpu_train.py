@@ -116,7 +116,7 @@ def main() -> int:
     ap.add_argument("--baseline-iters", type=int, default=2000)
     ap.add_argument("--data-dir", default="data/fashion-mnist", help="folder holding the Fashion-MNIST IDX files")
     ap.add_argument("--json", help="write the results here")
-    ap.add_argument("--compile-mode", default="default",
+    ap.add_argument("--compile-mode", default="reduce-overhead",
                     help="torch.compile mode (config key compile_mode): default, reduce-overhead (CUDA graphs), ...")
     ap.add_argument("--device", default="cuda", help=argparse.SUPPRESS)  # cpu: a smoke test of this script
     ap.add_argument("--iterations", type=int, default=ITERS, help=argparse.SUPPRESS)  # fewer: smoke test
@@ -174,9 +174,22 @@ def main() -> int:
             share = (left() - 15) / (len(runs) - i)  # leave 15 s to report
             try:
                 R[name] = run_trainer(f"compiled-bf16-{name}", dict(over, **fast), share, root, args.device)
+                R[name]["compile_mode"] = fast.get("compile_mode", "default")
             except Exception as err:  # keep the other run's numbers
                 R[name] = {"error": f"{type(err).__name__}: {err}"}
                 log(f"compiled-bf16-{name} failed: {type(err).__name__}: {err}")
+                if fast.get("compile_mode", "default") != "default" and left() > 60:
+                    # CUDA graphs refused this loop: measure plain torch.compile instead, and say so
+                    fast.pop("compile_mode")
+                    R[f"{name}_failed_mode"] = R[name]
+                    log(f"retrying {name} with compile_mode=default")
+                    try:
+                        R[name] = run_trainer(f"compiled-bf16-{name}-default", dict(over, **fast),
+                                              (left() - 15) / (len(runs) - i), root, args.device)
+                        R[name]["compile_mode"] = "default"
+                    except Exception as err2:
+                        R[name] = {"error": f"{type(err2).__name__}: {err2}"}
+                        log(f"compiled-bf16-{name}-default failed: {type(err2).__name__}: {err2}")
             save()
 
     base = R["eager_fp32"].get("steady_images_per_s")
@@ -186,15 +199,16 @@ def main() -> int:
         return 1
     ref = R["reference"].get("steady_images_per_s")
     log("")
-    log(f"{'run':<34} {'iters done':>10} {'loop s':>8} {'64k s (est.)':>12} {'img/s':>9} {'x eager':>8} {'x ref':>7}")
+    log(f"{'run':<50} {'iters done':>10} {'loop s':>8} {'64k s (est.)':>12} {'img/s':>9} {'x eager':>8} {'x ref':>7}")
     rows = [("eager fp32, NCHW (reslab trainer)", R["eager_fp32"]), ("reference pipeline (DataLoader)", R["reference"])]
-    rows += [(f"bf16+CL+compile, {k}", R[k]) for k in ("synthetic", "fashion-mnist") if "steady_images_per_s" in R[k]]
+    rows += [(f"bf16+CL+compile {R[k]['compile_mode']}, {k}", R[k]) for k in ("synthetic", "fashion-mnist")
+             if "steady_images_per_s" in R[k]]
     for label, r in rows:
         if "steady_images_per_s" not in r:
             continue
         rate = r["steady_images_per_s"]
         est = r.get("loop_64k_s_estimate", r.get("loop_s") if r.get("iterations_done") == ITERS else r["steady_64k_s"])
-        log(f"{label:<34} {r['iterations_done']:>10} {r.get('loop_s', r['wall_s']):>8} {est:>12} {rate:>9.0f} "
+        log(f"{label:<50} {r['iterations_done']:>10} {r.get('loop_s', r['wall_s']):>8} {est:>12} {rate:>9.0f} "
             f"{rate / base:>7.2f}x {rate / ref if ref else float('nan'):>6.2f}x")
     for k in ("synthetic", "fashion-mnist"):
         r = R[k]

@@ -175,11 +175,13 @@ def cpu_busy() -> tuple[float, float]:
 
 def run_job(spec: dict, threads: int | None, log) -> dict:
     spec = dict(spec, threads=threads)
+    extra_env = spec.pop("env", {})
     load0 = os.getloadavg()[0]
     busy0, total0 = cpu_busy()
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")])))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")])),
+               **extra_env)
     proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--job", json.dumps(spec)],
                           capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t0
@@ -195,7 +197,8 @@ def run_job(spec: dict, threads: int | None, log) -> dict:
     out = json.loads(lines[-1][7:])
     out.update(wall_s=round(wall, 1), load_start=load0, load_end=os.getloadavg()[0], others_cores=round(others, 2),
                our_cores=round(ours / wall, 2))
-    log(f"  {spec['job']:<9} {json.dumps({k: v for k, v in spec.items() if k not in ('job', 'threads')})}: "
+    log(f"  {spec['job']:<9} {json.dumps({k: v for k, v in spec.items() if k not in ('job', 'threads')})}"
+        f"{' ' + json.dumps(extra_env) if extra_env else ''}: "
         f"{wall:.0f} s, load {load0:.2f}->{out['load_end']:.2f}, other processes {others:.2f} cores, "
         f"ours {out['our_cores']:.2f}")
     return out
@@ -225,6 +228,12 @@ def train_step_flops(model: str) -> int:
     return int(counter.get_total_flops())
 
 
+def pooled(runs: list[dict]) -> dict:
+    """One arm's jobs as one: all timed windows pooled, warm-ups listed."""
+    return {"rates": [r for j in runs for r in j["rates"]], "warmup": med([j.get("warmup", 0.0) for j in runs]),
+            "jobs": runs}
+
+
 def med(xs: list[float]) -> float:
     return statistics.median(xs)
 
@@ -238,6 +247,8 @@ def main() -> None:
     ap.add_argument("--job", help=argparse.SUPPRESS)
     ap.add_argument("--repeats", type=int, default=5, help="timed windows per throughput figure (median)")
     ap.add_argument("--steps", type=int, default=10, help="iterations per timed window")
+    ap.add_argument("--rounds", type=int, default=2,
+                    help="ABBA rounds of (reslab, reference) per model; the ratio is the median over rounds")
     ap.add_argument("--epochs", type=int, default=3, help="10-iteration epochs per plain-56 denormal run")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads in every job (default: torch's)")
     ap.add_argument("--only", default="throughput,peaks,denormal,memory",
@@ -275,21 +286,41 @@ def main() -> None:
     w, s = args.repeats, args.steps
     models = ("resnet20", "resnet56")
     amps = ["auto", "bf16"] + (["off"] if auto_bf16 else [])
+    R["jobs"] = []
+
     def job(**spec) -> dict:
-        return run_job(spec, args.threads, log)
+        R["jobs"].append(run_job(spec, args.threads, log))
+        return R["jobs"][-1]
 
     if "peaks" in parts:
         R["peaks"] = [job(job="peaks", n=2048, repeats=max(5, w))]
     if "throughput" in parts:
-        # Interleaved (reslab, reference, reslab bf16) per model: this VM's speed drifts by ~10%
-        # over minutes, so a ratio is taken from neighbouring runs.  bf16 (emulated, slow) uses
-        # half-length windows to fit the time budget.
-        R["trainer"], R["reference"] = {}, {}
+        # This VM's speed drifts by 10-35% over minutes (the matmul peak too), so reslab and the
+        # reference alternate in ABBA order over --rounds rounds, and the ratio is the median of
+        # the per-round ratios.  bf16 (emulated, slow) runs once with half-length windows.
+        R["trainer"], R["reference"], R["rounds"], R["ablation"] = {}, {}, {}, {}
         for m in models:
-            R["trainer"][m] = {"auto": job(job="trainer", model=m, amp="auto", windows=w, steps=s)}
-            R["reference"][m] = job(job="reference", model=m, windows=w, steps=s)
+            arms: dict = {"auto": [], "reference": []}
+            for r in range(args.rounds):
+                for arm in (("auto", "reference") if r % 2 == 0 else ("reference", "auto")):
+                    if arm == "reference":
+                        arms[arm].append(job(job="reference", model=m, windows=w, steps=s))
+                    else:
+                        arms[arm].append(job(job="trainer", model=m, amp="auto", windows=w, steps=s))
+            R["rounds"][m] = [med(a["rates"]) / med(b["rates"]) for a, b in zip(arms["auto"], arms["reference"])]
+            R["trainer"][m] = {"auto": pooled(arms["auto"])}
+            R["reference"][m] = pooled(arms["reference"])
             for a in amps[1:]:
                 R["trainer"][m][a] = job(job="trainer", model=m, amp=a, windows=w, steps=max(1, s // 2))
+        # Where the gain comes from (ResNet-20): one reslab setting undone at a time.
+        R["ablation"] = {
+            "glibc malloc defaults (RESLAB_MALLOC=system)":
+                job(job="trainer", model="resnet20", amp="auto", windows=w, steps=s, env={"RESLAB_MALLOC": "system"}),
+            "NCHW (channels_last=False)":
+                job(job="trainer", model="resnet20", amp="auto", windows=w, steps=s, channels_last=False),
+            "both undone": job(job="trainer", model="resnet20", amp="auto", windows=w, steps=s, channels_last=False,
+                               env={"RESLAB_MALLOC": "system"}),
+        }
     if "denormal" in parts:
         R["denormal"] = {"trainer": [], "off": [], "pool-first": []}
         for v in ("trainer", "off", "trainer", "off", "pool-first"):  # A/B twice: window noise is ~10%
@@ -306,8 +337,7 @@ def main() -> None:
 
 
 def report(R: dict, log) -> None:
-    jobs = [j for part in ("trainer", "reference", "denormal") for j in _leaves(R.get(part, {}))]
-    jobs += R.get("peaks", []) + ([R["memory"]] if "memory" in R else [])
+    jobs = R["jobs"]
     log("")
     log(f"total {R['wall_s']:.0f} s; load average at end {' '.join(f'{x:.2f}' for x in R['load_end'])}; "
         f"other processes took at most {max(j['others_cores'] for j in jobs):.2f} cores during any job")
@@ -322,18 +352,24 @@ def report(R: dict, log) -> None:
             log(f"| {label} | " + " | ".join(f"{med(R['trainer'][m][amp]['rates']):.1f}" for m in R["trainer"]) + " |")
         log("| reference: DataLoader(2 workers) + eager fp32 NCHW | "
             + " | ".join(f"{med(R['reference'][m]['rates']):.1f}" for m in R["reference"]) + " |")
-        best = {m: max(med(v["rates"]) for v in R["trainer"][m].values()) for m in R["trainer"]}
-        ratio = {m: med(R["trainer"][m]["auto"]["rates"]) / med(R["reference"][m]["rates"]) for m in R["trainer"]}
-        log("| **ratio reslab (default) / reference** (target >= 2.0x) | "
+        ratio = {m: med(R["rounds"][m]) for m in R["trainer"]}
+        log("| **ratio reslab (default) / reference**, median of per-round ratios (target >= 2.0x) | "
             + " | ".join(f"**{ratio[m]:.2f}x**" for m in ratio) + " |")
-        log("| ratio best reslab setting / reference | "
-            + " | ".join(f"{best[m] / med(R['reference'][m]['rates']):.2f}x" for m in best) + " |")
+        log("| per-round ratios (ABBA order) | "
+            + " | ".join(", ".join(f"{x:.2f}" for x in R["rounds"][m]) for m in ratio) + " |")
         for m in R["trainer"]:
             for amp, v in R["trainer"][m].items():
                 log(f"  {m} amp={amp}: {spread(v['rates'])}; warm-up window {v['warmup']:.1f}")
             log(f"  {m} reference: {spread(R['reference'][m]['rates'])}")
         log(f"  ResNet-20 target >= 2.0x: {'met' if ratio['resnet20'] >= 2 else 'NOT met'} ({ratio['resnet20']:.2f}x); "
             f"ResNet-56: {'met' if ratio['resnet56'] >= 2 else 'NOT met'} ({ratio['resnet56']:.2f}x)")
+        if R.get("ablation"):
+            log("")
+            log("| ResNet-20, one reslab setting undone | images/s | vs reslab default (pooled) |")
+            log("|---|---:|---:|")
+            base = med(R["trainer"]["resnet20"]["auto"]["rates"])
+            for name, v in R["ablation"].items():
+                log(f"| {name} | {med(v['rates']):.1f} | {med(v['rates']) / base:.2f}x |")
     if "peaks" in R:
         p = {k: max(q[k] for q in R["peaks"]) for k in ("fp32", "bf16")}  # the higher of start and end
         log("")
@@ -365,14 +401,6 @@ def report(R: dict, log) -> None:
         log("")
         log(f"peak RSS, ResNet-56 on Fashion-MNIST (28->32), 30 iterations + validation: {gib:.2f} GiB "
             f"(target <= 1.5 GiB: {'met' if gib <= 1.5 else 'NOT met'})")
-
-
-def _leaves(d):
-    for v in (d.values() if isinstance(d, dict) else d):
-        if isinstance(v, list) or (isinstance(v, dict) and "wall_s" not in v):
-            yield from _leaves(v)
-        else:
-            yield v
 
 
 if __name__ == "__main__":

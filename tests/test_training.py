@@ -221,3 +221,19 @@ def test_resume_refuses_new_settings(tmp_path, capsys):
     assert main(["train", "--resume", str(tmp_path / "run"), "--iterations", "80"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--iterations" in err
+
+
+def test_compiled_step_trains_like_eager(tmp_path):
+    """compile=True compiles model + loss + error count as one graph (inductor on the CPU
+    here); it must follow the same trajectory as eager, up to float reassociation."""
+    cfg = {**TINY, "iterations": 10, "log_every": 5, "eval_every": 0, "ckpt_every": 0, "channels_last": False}
+    runs = {}
+    for compiled in (False, True):
+        res = reslab.train({**cfg, "compile": compiled}, tmp_path / f"compile-{compiled}", quiet=True)
+        assert res.iterations == 10 and not res.interrupted
+        runs[compiled] = [(r["train_loss"], r["train_error"]) for r in read_metrics(tmp_path / f"compile-{compiled}")
+                          if "train_loss" in r]
+    assert len(runs[True]) == len(runs[False]) == 2
+    for (loss_e, err_e), (loss_c, err_c) in zip(runs[False], runs[True]):
+        assert loss_c == pytest.approx(loss_e, rel=1e-3)
+        assert abs(err_c - err_e) <= 2 / 32  # an argmax tie flipped at most twice per window
