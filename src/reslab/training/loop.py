@@ -193,16 +193,19 @@ def _train(cfg: TrainConfig, run_dir: Path, state: dict | None, info: D.DistInfo
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
             bare = model
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    # Under DDP, compile the wrapped module itself (the pattern DDPOptimizer supports); alone,
+    # compile model + loss + error count as one graph (below).
+    net = torch.compile(model, mode=cfg.compile_mode) if cfg.compile and info.enabled else model
 
     def forward_loss(xm: torch.Tensor, ym: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Loss and error of one micro-batch.  Compiled as one graph with the model, so the loss,
-        its backward and the error count are fused kernels (and inside the CUDA graph with
+        """Loss and error of one micro-batch.  Compiled as one graph with the model, the loss,
+        its backward and the error count become fused kernels (inside the CUDA graph with
         compile_mode=reduce-overhead) rather than a dozen small launches per step."""
         with autocast_ctx(device, bf16):
-            logits = model(xm)
+            logits = net(xm)
         return F.cross_entropy(logits.float(), ym), (logits.detach().argmax(1) != ym).float().mean()
 
-    step_fn = torch.compile(forward_loss, mode=cfg.compile_mode) if cfg.compile else forward_loss
+    step_fn = torch.compile(forward_loss, mode=cfg.compile_mode) if cfg.compile and not info.enabled else forward_loss
 
     if state is None and info.is_main:
         truncate_after(run_dir / "metrics.jsonl", 0)  # a killed earlier attempt left lines behind
