@@ -262,3 +262,35 @@ def test_ddp_with_compile_matches_eager_ddp(tmp_path):
     for k in params:
         assert torch.equal(c0[k], c1[k]), f"compiled ranks disagree on {k}"
         torch.testing.assert_close(c0[k], eager[k], rtol=1e-3, atol=1e-4, msg=f"compiled vs eager DDP differ on {k}")
+
+
+def test_sigterm_to_one_ddp_rank_stops_both_cleanly(tmp_path):
+    """A signal to one rank (here the non-writing rank 1) must stop every rank at the same
+    iteration; otherwise the others would hang in the next all-reduce."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = tmp_path / "run"
+    procs = []
+    for rank in (0, 1):
+        env = {**os.environ, "PYTHONPATH": SRC, "RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank),
+               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "reslab", "train", "--quiet", *sets({**TINY, "iterations": 100000, "ckpt_every": 0}),
+             "--out", str(run)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    deadline = time.time() + 120
+    while not (run / "metrics.jsonl").exists() or not (run / "metrics.jsonl").read_text():
+        assert time.time() < deadline and all(p.poll() is None for p in procs), [p.poll() for p in procs]
+        time.sleep(0.05)
+    procs[1].send_signal(signal.SIGTERM)
+    try:
+        codes = [p.wait(timeout=60) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert codes == [130, 130], [p.communicate()[1][-2000:] for p in procs]
+    state = load_ckpt(run / "checkpoints" / "latest.pt")
+    assert state["iteration"] >= 5
+    assert "another rank" in procs[0].communicate()[1]
