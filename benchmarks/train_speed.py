@@ -11,7 +11,7 @@ once.  It reports:
    forced bf16, and amp off where auto does not already mean off), and of the reference
    pipeline in ``benchmarks/reference_pipeline.py``; the reslab/reference ratio (target
    >= 2.0x).  Each figure is the median of ``--repeats`` timed windows of ``--steps``
-   iterations after a warm-up window;
+   iterations after a warm-up window (pooled over rounds);
 2. achieved training FLOP/s (FlopCounterMode's count for one forward+backward step / step
    time) against fp32 and bf16 matmul peaks (2048x2048 torch.mm, median), target >= 50%
    of the bf16 peak;
@@ -19,11 +19,16 @@ once.  It reports:
    epoch), with the trainer's flush-to-zero, without it, and with the OpenMP thread pool
    started before ``train()`` (then only the main thread flushes); target <= 1.2x;
 4. peak resident memory (ru_maxrss) of ResNet-56 training on Fashion-MNIST, target <= 1.5 GiB;
+   and an ablation: ResNet-20 through the trainer with one reslab setting undone at a time
+   (glibc malloc defaults, NCHW, both), each paired with a neighbouring default job;
 5. the conditions: CPU, flags, torch, date, and for every job the load average and the CPU
    time *other* processes took while it ran (from /proc/stat), since shared cores make
    OpenMP's spin-waiting threads collapse.
 
-About 5-6 minutes on 2 idle Xeon cores.  Not a test; never part of the test suite.
+reslab and the reference alternate in ABBA order over ``--rounds`` rounds (this VM's speed
+drifts by 10-35% over minutes) and the ratio is the median of the per-round ratios.
+
+About 9-10 minutes on 2 idle Xeon cores.  Not a test; never part of the test suite.
 """
 
 from __future__ import annotations
@@ -312,15 +317,18 @@ def main() -> None:
             R["reference"][m] = pooled(arms["reference"])
             for a in amps[1:]:
                 R["trainer"][m][a] = job(job="trainer", model=m, amp=a, windows=w, steps=max(1, s // 2))
-        # Where the gain comes from (ResNet-20): one reslab setting undone at a time.
-        R["ablation"] = {
-            "glibc malloc defaults (RESLAB_MALLOC=system)":
-                job(job="trainer", model="resnet20", amp="auto", windows=w, steps=s, env={"RESLAB_MALLOC": "system"}),
-            "NCHW (channels_last=False)":
-                job(job="trainer", model="resnet20", amp="auto", windows=w, steps=s, channels_last=False),
-            "both undone": job(job="trainer", model="resnet20", amp="auto", windows=w, steps=s, channels_last=False,
-                               env={"RESLAB_MALLOC": "system"}),
-        }
+        # Where the gain comes from (ResNet-20): one reslab setting undone at a time, each arm
+        # paired with a neighbouring default job (alternating order) so drift cancels.
+        arms = {"glibc malloc defaults (RESLAB_MALLOC=system)": dict(env={"RESLAB_MALLOC": "system"}),
+                "NCHW (channels_last=False)": dict(channels_last=False),
+                "both undone": dict(channels_last=False, env={"RESLAB_MALLOC": "system"})}
+        for i, (name, over) in enumerate(arms.items()):
+            pair = {}
+            for which in (("default", "arm") if i % 2 == 0 else ("arm", "default")):
+                pair[which] = job(job="trainer", model="resnet20", amp="auto", windows=w, steps=s,
+                                  **(over if which == "arm" else {}))
+            R["ablation"][name] = dict(pair["arm"], default_rates=pair["default"]["rates"],
+                                       ratio=med(pair["arm"]["rates"]) / med(pair["default"]["rates"]))
     if "denormal" in parts:
         R["denormal"] = {"trainer": [], "off": [], "pool-first": []}
         for v in ("trainer", "off", "trainer", "off", "pool-first"):  # A/B twice: window noise is ~10%
@@ -365,11 +373,10 @@ def report(R: dict, log) -> None:
             f"ResNet-56: {'met' if ratio['resnet56'] >= 2 else 'NOT met'} ({ratio['resnet56']:.2f}x)")
         if R.get("ablation"):
             log("")
-            log("| ResNet-20, one reslab setting undone | images/s | vs reslab default (pooled) |")
-            log("|---|---:|---:|")
-            base = med(R["trainer"]["resnet20"]["auto"]["rates"])
+            log("| ResNet-20, one reslab setting undone | images/s | reslab default, neighbouring job | ratio |")
+            log("|---|---:|---:|---:|")
             for name, v in R["ablation"].items():
-                log(f"| {name} | {med(v['rates']):.1f} | {med(v['rates']) / base:.2f}x |")
+                log(f"| {name} | {med(v['rates']):.1f} | {med(v['default_rates']):.1f} | {v['ratio']:.2f}x |")
     if "peaks" in R:
         p = {k: max(q[k] for q in R["peaks"]) for k in ("fp32", "bf16")}  # the higher of start and end
         log("")

@@ -33,7 +33,9 @@ print(json.dumps({"applied": applied, "faults_per_step": (resource.getrusage(res
 
 
 def probe(malloc_env: str | None) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "RESLAB_MALLOC"}
+    # An allocator preloaded or tuned from outside would change the baseline being compared.
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RESLAB_MALLOC", "LD_PRELOAD", "GLIBC_TUNABLES") and not k.startswith("MALLOC_")}
     if malloc_env is not None:
         env["RESLAB_MALLOC"] = malloc_env
     out = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, check=True)

@@ -74,6 +74,7 @@ def test_config_round_trip_through_json():
     (["lr=-1"], "lr must be > 0"), (["lr=fast"], "not a valid float"), (["colour=red"], "unknown config key"),
     (["schedule=exp"], "valid: step"), (["batch_size=100", "accum_steps=3"], "divide"),
     (["amp=fp8"], "valid: auto"), (["warmup_window=0"], "warmup_window"), (["warmup_until_error=2"], "warmup_until_error"), (["milestones=5,2"], "increasing"), (["nesterov=maybe"], "not a valid bool"),
+    (["compile=true", "compile_mode=reduce-overhead", "accum_steps=2"], "cannot accumulate gradients"),
 ])
 def test_invalid_values_name_the_key(sets, match):
     with pytest.raises(ReslabError, match=match):

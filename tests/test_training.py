@@ -4,6 +4,7 @@ malicious checkpoints, DDP equivalence, eval."""
 import json
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -223,6 +224,12 @@ def test_resume_refuses_new_settings(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "--iterations" in err
 
 
+needs_compiler = pytest.mark.skipif(
+    not any(shutil.which(c) for c in (os.environ.get("CXX", "g++"), "g++", "c++", "clang++")),
+    reason="torch.compile's CPU backend needs a C++ compiler")
+
+
+@needs_compiler
 def test_compiled_step_trains_like_eager(tmp_path):
     """compile=True compiles model + loss + error count as one graph (inductor on the CPU
     here); it must follow the same trajectory as eager, up to float reassociation."""
@@ -236,9 +243,10 @@ def test_compiled_step_trains_like_eager(tmp_path):
     assert len(runs[True]) == len(runs[False]) == 2
     for (loss_e, err_e), (loss_c, err_c) in zip(runs[False], runs[True]):
         assert loss_c == pytest.approx(loss_e, rel=1e-3)
-        assert abs(err_c - err_e) <= 2 / 32  # an argmax tie flipped at most twice per window
+        assert abs(err_c - err_e) <= 2 / (32 * 5)  # at most two of a window's 160 predictions differ
 
 
+@needs_compiler
 def test_ddp_with_compile_matches_eager_ddp(tmp_path):
     """Under DDP, compile=True compiles the wrapped module (DDPOptimizer's pattern): both ranks
     agree, and the weights match eager DDP up to float reassociation."""
@@ -273,7 +281,15 @@ def test_sigterm_to_one_ddp_rank_stops_both_cleanly(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     run = tmp_path / "run"
-    procs = []
+    procs: list[subprocess.Popen] = []
+    try:
+        _sigterm_one_rank(procs, run, port)
+    finally:
+        for p in procs:
+            p.kill()
+
+
+def _sigterm_one_rank(procs: list, run: Path, port: int) -> None:
     for rank in (0, 1):
         env = {**os.environ, "PYTHONPATH": SRC, "RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank),
                "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}
@@ -285,11 +301,7 @@ def test_sigterm_to_one_ddp_rank_stops_both_cleanly(tmp_path):
         assert time.time() < deadline and all(p.poll() is None for p in procs), [p.poll() for p in procs]
         time.sleep(0.05)
     procs[1].send_signal(signal.SIGTERM)
-    try:
-        codes = [p.wait(timeout=60) for p in procs]
-    finally:
-        for p in procs:
-            p.kill()
+    codes = [p.wait(timeout=60) for p in procs]
     assert codes == [130, 130], [p.communicate()[1][-2000:] for p in procs]
     state = load_ckpt(run / "checkpoints" / "latest.pt")
     assert state["iteration"] >= 5

@@ -159,6 +159,11 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.schedule in SCHEDULES, f"schedule {cfg.schedule!r} is not valid; valid: {', '.join(SCHEDULES)}")
     need(cfg.compile_mode in COMPILE_MODES,
          f"compile_mode {cfg.compile_mode!r} is not valid; valid: {', '.join(COMPILE_MODES)}")
+    # CUDA graphs replay into the same output memory: gradients of micro-batch k+1 would
+    # overwrite those of micro-batch k before they are accumulated (pytorch#169545).
+    need(not (cfg.compile and cfg.compile_mode in ("reduce-overhead", "max-autotune") and cfg.accum_steps > 1),
+         f"compile_mode {cfg.compile_mode!r} uses CUDA graphs, which cannot accumulate gradients over "
+         f"accum_steps={cfg.accum_steps}; use compile_mode default or max-autotune-no-cudagraphs, or accum_steps 1")
     need(cfg.amp in AMP_CHOICES, f"amp {cfg.amp!r} is not valid; valid: {', '.join(AMP_CHOICES)}")
     need(cfg.init in INIT_SCHEMES, f"init {cfg.init!r} is not valid; valid: {', '.join(INIT_SCHEMES)}")
     need(cfg.shortcut in ("A", "B", "C"), f"shortcut {cfg.shortcut!r} is not valid; valid: A, B, C")

@@ -174,13 +174,16 @@ def _train(cfg: TrainConfig, run_dir: Path, state: dict | None, info: D.DistInfo
         model = model.to(memory_format=torch.channels_last)
     bf16 = use_bf16(cfg, device)
     # fused: the whole update in one multi-tensor kernel on the GPU instead of several foreach ones
+    fused = device.type == "cuda" or None
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                          nesterov=cfg.nesterov, fused=device.type == "cuda" or None)
+                          nesterov=cfg.nesterov, fused=fused)
     sched = LRSchedule(cfg)
     it, epoch, pos, best_val, elapsed0 = 0, 0, 0, None, 0.0
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
+        for g in opt.param_groups:  # the saved groups carry the saving device's kernel choice
+            g["fused"], g["foreach"] = fused, None
         sched.load_state_dict(state["schedule"])
         it, epoch, pos = state["iteration"], state["epoch"], state["position"]
         best_val, elapsed0 = state["best_val_error"], state["elapsed"]
