@@ -12,9 +12,9 @@ developer machine (benchmarks/RESULTS.md), ResNet-20 at batch 128:
   time per step by default, none with this setting, and 11-13% more images/s;
 - reslab's trainer, whose allocation pattern already faults less (ResNet-20 3.5-4.4k, ResNet-56
   5-6k faults per step by default; 1.5k and 3.6k with this setting, and about half the system
-  time): in eight A/B pairs of fresh processes, ResNet-20 ran 0-6% faster (median +1.5%),
-  ResNet-56 +2-3%; the benchmark's unpaired ablation rows showed it 2% and 6% slower.  So
-  through the trainer the gain is at the noise level; in your own CPU loop it can be 12%.
+  time): in six A/B pairs of fresh processes ResNet-20 ran -0.3% to +6.5% faster (median
+  +1.7%), in two pairs ResNet-56 +1.6% and +2.8%, and the benchmark's paired ablation -1%.
+  Through the trainer the gain is at the noise level; in your own CPU loop it can be 12%.
 
 The cost: memory freed during training is not returned to the OS until the process ends,
 so the resident size stays at its high-water mark.  Set ``RESLAB_MALLOC=system`` to leave
