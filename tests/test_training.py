@@ -42,6 +42,15 @@ def cli(args: list[str], **kw) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, **kw)
 
 
+def free_port() -> int:
+    """A TCP port free right now on localhost, for a DDP rendezvous."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def wait_for_checkpoint(run: Path, proc: subprocess.Popen, min_iteration: int, timeout: float = 120):
     latest = run / "checkpoints" / "latest.pt"
     deadline = time.time() + timeout
@@ -177,16 +186,11 @@ def _ddp_worker(rank: int, world: int, port: int, cfg: dict, out: str):
 
 
 def test_ddp_two_gloo_ranks_match_each_other_and_one_process(tmp_path):
-    import socket
-
     import torch.multiprocessing as mp
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     cfg = {**TINY, "augment": False, "iterations": 4, "eval_every": 0, "ckpt_every": 0, "channels_last": False,
            "log_every": 2}
-    mp.start_processes(_ddp_worker, args=(2, port, cfg, str(tmp_path)), nprocs=2, start_method="spawn")
+    mp.start_processes(_ddp_worker, args=(2, free_port(), cfg, str(tmp_path)), nprocs=2, start_method="spawn")
     r0, r1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
     params = [k for k in r0 if "running" not in k and "num_batches" not in k]
     for k in params:
@@ -250,19 +254,14 @@ def test_compiled_step_trains_like_eager(tmp_path):
 def test_ddp_with_compile_matches_eager_ddp(tmp_path):
     """Under DDP, compile=True compiles the wrapped module (DDPOptimizer's pattern): both ranks
     agree, and the weights match eager DDP up to float reassociation."""
-    import socket
-
     import torch.multiprocessing as mp
 
     cfg = {**TINY, "augment": False, "iterations": 4, "eval_every": 0, "ckpt_every": 0, "channels_last": False,
            "log_every": 2}
     states = {}
     for compiled in (False, True):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
         out = tmp_path / f"compile-{compiled}"
-        mp.start_processes(_ddp_worker, args=(2, port, {**cfg, "compile": compiled}, str(out)), nprocs=2,
+        mp.start_processes(_ddp_worker, args=(2, free_port(), {**cfg, "compile": compiled}, str(out)), nprocs=2,
                            start_method="spawn")
         states[compiled] = [torch.load(out / f"rank{r}.pt") for r in (0, 1)]
     eager, (c0, c1) = states[False][0], states[True]
@@ -275,15 +274,10 @@ def test_ddp_with_compile_matches_eager_ddp(tmp_path):
 def test_sigterm_to_one_ddp_rank_stops_both_cleanly(tmp_path):
     """A signal to one rank (here the non-writing rank 1) must stop every rank at the same
     iteration; otherwise the others would hang in the next all-reduce."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     run = tmp_path / "run"
     procs: list[subprocess.Popen] = []
     try:
-        _sigterm_one_rank(procs, run, port)
+        _sigterm_one_rank(procs, run, free_port())
     finally:
         for p in procs:
             p.kill()
