@@ -141,9 +141,12 @@ def train(cfg: TrainConfig | dict | None = None, out: str | Path | None = None, 
     device = D.pick_device(cfg.device, info)
     D.setup(info, device)
     try:
-        return _train(cfg, run_dir, state, info, device, quiet)
-    finally:
-        D.teardown(info)
+        result = _train(cfg, run_dir, state, info, device, quiet)
+    except BaseException:
+        D.teardown(info)  # no barrier here: the other ranks may never reach it
+        raise
+    D.teardown(info, barrier=True)
+    return result
 
 
 def _train(cfg: TrainConfig, run_dir: Path, state: dict | None, info: D.DistInfo, device: torch.device,
