@@ -18,9 +18,10 @@ def count(model, kind):
 
 @pytest.mark.parametrize("depth", [1, 2, 24, 50])
 @pytest.mark.parametrize("residual", [False, True])
-def test_depth_counts_hidden_layers(depth, residual):
+@pytest.mark.parametrize("block", ["postact", "preact"])
+def test_depth_counts_hidden_layers(depth, residual, block):
     # depth hidden layers: depth + 1 Linear, depth BN, depth ReLU; depth - 1 skips (module docstring)
-    m = mlp(depth, residual=residual)
+    m = mlp(depth, residual=residual, block=block)
     assert count(m, nn.Linear) == depth + 1
     assert count(m, nn.BatchNorm1d) == depth
     assert count(m, nn.ReLU) == depth
@@ -79,17 +80,74 @@ def test_same_seed_same_weights_for_plain_and_residual():
         assert na == nb and torch.equal(pa, pb)
 
 
-def test_set_skips_matches_a_fresh_resnet():
+@pytest.mark.parametrize("block", ["postact", "preact"])
+def test_set_skips_matches_a_fresh_resnet(block):
     x = torch.linspace(-2, 2, 32).unsqueeze(1)
     torch.manual_seed(5)
-    switched = mlp(6, width=16).set_skips(True, 0.1)
+    switched = mlp(6, width=16, block=block).set_skips(True, 0.1)
     torch.manual_seed(5)
-    fresh = mlp(6, width=16, residual=True, beta=0.1)
+    fresh = mlp(6, width=16, residual=True, beta=0.1, block=block)
     assert torch.equal(switched(x), fresh(x))
     torch.manual_seed(5)
-    assert torch.equal(switched.set_skips(False)(x), mlp(6, width=16)(x))
+    assert torch.equal(switched.set_skips(False)(x), mlp(6, width=16, block=block)(x))
     with pytest.raises(ReslabError):
         switched.set_skips(False, 0.5)
+
+
+def test_layer_order_pinned():
+    # postact (default): stem Linear, then BN → ReLU; each branch Linear → BN → ReLU; head Linear
+    m = mlp(3, residual=True)
+    assert m.block == "postact"
+    assert list(m._modules) == ["stem", "stem_act", "blocks", "head"]
+    assert list(m.stem_act._modules) == ["bn", "act"]
+    assert all(list(b.branch._modules) == ["fc", "bn", "act"] for b in m.blocks)
+    assert list(m.head._modules) == ["fc"]
+    # preact: each branch BN → ReLU → Linear; head BN → ReLU → Linear
+    p = mlp(3, residual=True, block="preact")
+    assert list(p._modules) == ["stem", "blocks", "head"]
+    assert all(list(b.branch._modules) == ["bn", "act", "fc"] for b in p.blocks)
+    assert list(p.head._modules) == ["bn", "act", "fc"]
+
+
+@pytest.mark.parametrize("beta", [1.0, 0.1])
+def test_postact_resnet_formula(beta):
+    # a_1 = ReLU(BN(W_1 x)); a_k = a_{k-1} + beta * ReLU(BN(W_k a_{k-1})); out = W_head a_L
+    torch.manual_seed(0)
+    m = mlp(4, width=8, residual=True, beta=beta)
+    x = torch.randn(16, 1)
+    a = torch.relu(nn.functional.batch_norm(m.stem(x), None, None, training=True))
+    for block in m.blocks:
+        a = a + beta * torch.relu(nn.functional.batch_norm(block.branch.fc(a), None, None, training=True))
+    assert torch.allclose(m(x), m.head.fc(a), atol=1e-5)
+
+
+@pytest.mark.parametrize("beta", [1.0, 0.1])
+def test_preact_resnet_formula(beta):
+    # z_1 = W_1 x; z_k = z_{k-1} + beta * W_k ReLU(BN(z_{k-1})); out = W_head ReLU(BN(z_L))
+    torch.manual_seed(0)
+    m = mlp(4, width=8, residual=True, beta=beta, block="preact")
+    x = torch.randn(16, 1)
+    z = m.stem(x)
+    for block in m.blocks:
+        z = z + beta * block.branch.fc(torch.relu(nn.functional.batch_norm(z, None, None, training=True)))
+    out = m.head.fc(torch.relu(nn.functional.batch_norm(z, None, None, training=True)))
+    assert torch.allclose(m(x), out, atol=1e-5)
+
+
+def test_layouts_share_weights_and_plain_function():
+    # same seed: the same Linear weights under the same names; the plain nets compute the same function
+    x = torch.linspace(-2, 2, 32).unsqueeze(1)
+    torch.manual_seed(7)
+    post = mlp(5, width=16)
+    torch.manual_seed(7)
+    pre = mlp(5, width=16, block="preact")
+    lin = lambda m: {n: l.weight for n, l in m.named_modules() if isinstance(l, nn.Linear)}  # noqa: E731
+    assert list(lin(post)) == list(lin(pre)) == ["stem", "blocks.0.branch.fc", "blocks.1.branch.fc",
+                                                 "blocks.2.branch.fc", "blocks.3.branch.fc", "head.fc"]
+    assert all(torch.equal(lin(post)[k], lin(pre)[k]) for k in lin(post))
+    assert torch.allclose(post(x), pre(x), atol=1e-6)
+    # ... and the residual versions differ (the skip sits elsewhere)
+    assert not torch.allclose(post.set_skips(True)(x), pre.set_skips(True)(x), atol=1e-3)
 
 
 def test_he_initialisation():
@@ -114,7 +172,7 @@ def test_pickles():
     dict(depth=0), dict(depth=2.5), dict(depth=True), dict(depth=3, width=0),
     dict(depth=3, activation="gelu"), dict(depth=3, residual=True, beta=0.0),
     dict(depth=3, residual=True, beta=float("nan")), dict(depth=3, beta=0.5),
-    dict(depth=3, in_features=0), dict(depth=3, out_features=-1),
+    dict(depth=3, in_features=0), dict(depth=3, out_features=-1), dict(depth=3, block="pre"),
 ])
 def test_invalid_args(kwargs):
     with pytest.raises(ReslabError) as err:

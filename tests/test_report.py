@@ -8,6 +8,7 @@ import pytest
 from reslab.cli import main
 from reslab.experiments import EXPERIMENTS, base
 from reslab.report import build
+from reslab.report.build import headline
 
 # A 1x1 PNG.
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
@@ -21,14 +22,19 @@ class _Cfg:
     recipe: str = "quick"
 
 
+# vanishing reproduced, exploding partly, shattered not, degradation partly
+PASSED = {"vanishing": (True, True), "exploding": (True, False), "shattered": (False, False),
+          "degradation": (False, True)}
+
+
 def _saved_results(tmp_path, names=EXPERIMENTS):
-    for i, name in enumerate(names):
-        data = {}
-        if name == "degradation":
-            data = {"nets": {"plain20": {"kind": "plain", "depth": 20, "final_test_error_mean": 0.15},
-                             "resnet20": {"kind": "resnet", "depth": 20, "final_test_error_mean": 0.12}}}
-        v = base.verdict(i % 2 == 0, f"summary of {name} <&>", ratio=0.5 + i, per_depth={"10": 1.0, "20": 2.0})
-        res = base.make_results(name, f"claim of {name}", _Cfg(), data, v, seconds=1.5)
+    for name in names:
+        data = {"tables": [{"title": "Test error", "head": ["net", "paper %"], "rows": [["resnet20", "n/a"]]}]}
+        parts = [base.part(f"{name} part {i}", f"criterion {i} of {name}", ok, f"observed {i}")
+                 for i, ok in enumerate(PASSED[name])]
+        v = base.verdict(parts, f"summary of {name} <&>", ratio=0.5, per_depth={"10": 1.0, "20": 2.0})
+        res = base.make_results(name, f"claim of {name}", _Cfg(), data, v, seconds=1.5,
+                                scope={"data": "fashion-mnist, 2,048 images", "budget": "400 iterations"})
         base.save_results(res, tmp_path / name)
         (tmp_path / name / f"{name}_fig.png").write_bytes(PNG)
 
@@ -43,16 +49,29 @@ def test_report_has_every_section_figure_and_condition(tmp_path):
     assert page.count("data:image/png;base64,") == len(EXPERIMENTS)  # self-contained
     assert "src='http" not in page and "<script" not in page
     assert "summary of vanishing &lt;&amp;&gt;" in page  # escaped
-    assert "2 of 4 claims reproduced" in page and "NOT reproduced" in page
-    assert "torch " in page and "cores" in page and "Seeds per experiment" in page
-    assert "paper (Table 6, CIFAR-10)" in page and "8.75" not in page  # Fashion-MNIST run: no paper number
+    # partial results count as partial, not as reproduced
+    assert "1 of 4 claims reproduced, 2 partly, 1 not reproduced." in page and md.startswith("# reslab")
+    assert "1 of 4 claims reproduced, 2 partly, 1 not reproduced." in md
+    assert "not shown: exploding part 1" in page and "criterion 1 of exploding" in page
+    assert md.count("| NO |") == 4 and md.count("| yes |") == 4  # every part with its criterion and outcome
+    assert "torch " in page and "cores" in page and "Seeds per experiment" in page and "reslab 0" in page
+    assert "budget: 400 iterations" in page and "fashion-mnist, 2,048 images" in md  # scope beside each verdict
+    assert "paper %" in page  # an experiment's own tables
 
 
 def test_report_marks_missing_experiments(tmp_path):
     _saved_results(tmp_path, names=["shattered"])
     html_path, md_path = build(tmp_path)
     assert md_path.read_text().count("not run") == 3
-    assert "1 of 1 claims reproduced" in html_path.read_text()
+    assert "0 of 1 claims reproduced, 0 partly, 1 not reproduced." in html_path.read_text()
+
+
+def test_headline_counts_each_outcome():
+    def res(outcome):
+        return {"verdict": {"outcome": outcome}}
+
+    got = headline({"a": res(base.REPRODUCED), "b": res(base.PARTLY), "c": res(base.PARTLY), "d": None})
+    assert got == "1 of 3 claims reproduced, 2 partly, 0 not reproduced."
 
 
 def test_report_command_errors(tmp_path, capsys):
@@ -83,6 +102,11 @@ def test_reproduce_bad_input(tmp_path, capsys, bad):
     assert rc == 2 and not (tmp_path / "o").exists()
 
 
+def test_reproduce_checks_every_config_before_running(tmp_path, capsys):
+    assert main(["reproduce", "--out", str(tmp_path / "o"), "--threads", "0"]) == 2
+    assert "--threads" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
 def test_reproduce_end_to_end_at_tiny_scale(tmp_path, monkeypatch, capsys):
     """`reslab reproduce` runs all four experiments, then writes a report with every section."""
     from reslab.experiments import degradation, exploding, shattered, vanishing
@@ -99,7 +123,8 @@ def test_reproduce_end_to_end_at_tiny_scale(tmp_path, monkeypatch, capsys):
         monkeypatch.setattr(module, "config_for", lambda scale, seeds=None, _r=real, _o=over, **kw: _r(scale, seeds, **{**_o, **kw}))
     assert main(["reproduce", "--out", str(tmp_path), "--seeds", "2", "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert out.count("REPRODUCED") == 4  # one verdict line each ("NOT REPRODUCED" contains it too)
+    lines = [ln for ln in out.splitlines() if ln.startswith("[")]
+    assert len(lines) == 4 and all(any(o.upper() + ":" in ln for o in base.OUTCOMES) for ln in lines)
     page = (tmp_path / "report.html").read_text()
     for name in EXPERIMENTS:
         assert (tmp_path / name / "results.json").is_file() and f"id='{name}'" in page

@@ -7,9 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from reslab import cli
 from reslab.errors import ReslabError
-from reslab.experiments import base, shattered
+from reslab.experiments import base, shattered, shattered_plots
 from reslab.models.mlp import mlp
 from reslab.probes import (autocorrelation, brown_noise, gradient_covariance, grid_batch_stats, input_gradients,
                            input_grid, lag1_autocorrelation, relu_activity, white_noise)
@@ -28,8 +27,9 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def results():
-    return shattered.run(shattered.config_for("quick", **TINY))
+def results(tmp_path_factory):
+    ctx = base.Context(tmp_path_factory.mktemp("shattered"))
+    return shattered.run(shattered.config_for("quick", **TINY), ctx)
 
 
 # ---------------------------------------------------------------- probes
@@ -124,52 +124,124 @@ def test_relu_activity_coactive_formula():
 
 # ---------------------------------------------------------------- the experiment, tiny scale
 
+def test_half_width():
+    lags = torch.arange(10, dtype=torch.float64)
+    acf = torch.stack([1 - lags / 8, torch.ones(10), (lags == 0).double()])
+    hw = shattered.half_width(acf)
+    assert hw.tolist() == pytest.approx([4.0, 9.0, 0.5])  # 1 - k/8 = 1/2 at k = 4; never: n - 1; white: 0.5
+    gen = torch.Generator().manual_seed(0)
+    white = autocorrelation(white_noise(8, 256, gen))
+    brown = autocorrelation(brown_noise(8, 256, gen))
+    assert shattered.half_width(white).mean() < 1.5 < 10 < shattered.half_width(brown).mean()
+
+
 def test_direction_of_effects(results):
-    lag1 = results["data"]["lag1"]
+    data = results["data"]
+    lag1, hw = data["lag1"], data["halfwidth"]
     plain24 = lag1["plain"]["24"]["mean"]
     res50 = lag1["resnet_beta=1"]["50"]["mean"]
     res50_small = lag1["resnet_beta=0.1"]["50"]["mean"]
     assert plain24 < res50 < res50_small
-    assert lag1["plain"]["24"]["n"] == 3
+    assert lag1["plain"]["24"]["n"] == 3 and len(lag1["plain"]["24"]["values"]) == 3
+    assert hw["plain"]["24"]["mean"] < hw["resnet_beta=1"]["50"]["mean"] < data["noise"]["brown noise"]["halfwidth"]["mean"]
+    # the pre-activation layout, reported as context, keeps less correlation than the judged postact layout
+    ctx = data["context"]
+    assert ctx["block"] == "preact" and data["block"] == "postact"
+    assert ctx["lag1"]["resnet_beta=1"]["50"]["mean"] < res50
 
 
 def test_results_carry_config_verdict_and_traps(results):
     assert results["experiment"] == "shattered"
     assert results["config"]["bn"] == "grid-fixed" and results["config"]["seeds"] == 3
+    assert results["config"]["block"] == "postact" and results["config"]["threads"] == 1
     v = results["verdict"]
-    assert isinstance(v["reproduced"], bool) and "24-layer plain" in v["summary"]
+    assert v["outcome"] in base.OUTCOMES and "24-layer plain" in v["summary"] and "preact" in v["summary"]
+    assert len(v["parts"]) == 4 and all(p["criterion"] and p["observed"] for p in v["parts"])
+    assert "theory" not in results["data"]
     traps = results["data"]["traps"]
     zero_bias = traps["24-layer plain, no BN, zero biases"]
     assert zero_bias["distinct_values"]["mean"] <= 4  # positively homogeneous: a few values only
     act = results["data"]["activity"]
     assert set(act) == {"with BN", "without BN"} and len(act["with BN"]["active"]["mean"]) == 6
     assert any("BatchNorm" in n for n in results["data"]["notes"])
+    assert not any("DESIGN" in n for n in results["data"]["notes"])
 
 
 def test_results_json_round_trip_and_plot(results, tmp_path):
     base.save_results(results, tmp_path)
     loaded = base.load_results(tmp_path)
-    assert loaded["verdict"]["reproduced"] == results["verdict"]["reproduced"]
+    assert loaded["verdict"]["outcome"] == results["verdict"]["outcome"]
     assert loaded["verdict"]["summary"] == results["verdict"]["summary"]
     assert loaded["config"] == json.loads(json.dumps(dataclasses.asdict(shattered.config_for("quick", **TINY))))
-    lag1 = results["data"]["lag1"]["plain"]["24"]
-    assert loaded["data"]["lag1"]["plain"]["24"]["mean"] == pytest.approx(lag1["mean"])
-    assert shattered.Config(**{k: v for k, v in loaded["config"].items()}) == shattered.config_for("quick", **TINY)
-    paths = shattered.plot(loaded, tmp_path / "figs")
+    cfg = shattered.Config(**loaded["config"])
+    assert cfg == shattered.config_for("quick", **TINY)
+    # the judgement can be redone from the saved file alone
+    assert shattered.judge(cfg, loaded["data"])["summary"] == results["verdict"]["summary"]
+    paths = shattered_plots.plot(loaded, tmp_path / "figs")
     assert len(paths) == 3
     for p in paths:
         assert p.suffix == ".png" and p.read_bytes()[:4] == b"\x89PNG"
+    assert not hasattr(shattered, "plot")
+
+
+# ---------------------------------------------------------------- the judge, on hand-built numbers
+
+CFG = shattered.config_for("quick", seeds=5)
+
+
+def fake(plain=(0.0, 0.02, -0.02, 0.01, -0.01), res=(0.95, 0.96, 0.94, 0.95, 0.95),
+         small=(0.98, 0.98, 0.97, 0.98, 0.98), res_hw=(20, 22, 24, 21, 23), brown=(0.98, 0.97, 0.98, 0.98, 0.97),
+         brown_hw=(25, 30, 28, 26, 31)):
+    return {"lag1": {"plain": {"24": {"values": list(plain)}}, "resnet_beta=1": {"50": {"values": list(res)}},
+                     "resnet_beta=0.1": {"50": {"values": list(small)}}},
+            "halfwidth": {"resnet_beta=1": {"50": {"values": list(res_hw)}}},
+            "noise": {"brown noise": {"lag1": {"values": list(brown)}, "halfwidth": {"values": list(brown_hw)}}}}
+
+
+def test_judge_reproduced_on_good_numbers():
+    v = shattered.judge(CFG, fake())
+    assert v["outcome"] == base.REPRODUCED and all(p["passed"] for p in v["parts"])
+
+
+def test_judge_not_reproduced_on_adverse_numbers():
+    v = shattered.judge(CFG, fake(plain=(0.5, 0.6, 0.55, 0.5, 0.6), res=(0.3, 0.2, 0.25, 0.3, 0.2),
+                                  small=(0.1, 0.15, 0.1, 0.12, 0.1), res_hw=(1, 1.2, 1.1, 0.9, 1)))
+    assert v["outcome"] == base.NOT_REPRODUCED and not any(p["passed"] for p in v["parts"])
+
+
+@pytest.mark.parametrize("bad, failed", [
+    (dict(res_hw=(5, 6, 7, 6, 5)), "correlation band"),                      # narrow band, lag-1 still high
+    (dict(res=(0.85, 0.86, 0.84, 0.85, 0.86)), "like brown noise: lag-1"),    # 0.85 < 0.975 - 0.08
+    (dict(plain=(0.12, 0.02, 0.1, 0.0, 0.08)), "like white noise"),           # mean 0.064, CI above 0.1
+    (dict(small=(0.95, 0.94, 0.96, 0.95, 0.95)), "β = 0.1 keeps more"),       # no difference
+])
+def test_judge_partly_names_the_failed_part(bad, failed):
+    v = shattered.judge(CFG, fake(**bad))
+    assert v["outcome"] == base.PARTLY
+    assert [p["name"] for p in v["parts"] if not p["passed"]] == [p["name"] for p in v["parts"] if failed in p["name"]]
+    assert failed in v["summary"].split(". ")[0]
+
+
+def test_judge_cannot_judge_without_the_nets():
+    data = fake()
+    del data["lag1"]["plain"]["24"]
+    v = shattered.judge(CFG, data)
+    assert v["outcome"] == base.NOT_REPRODUCED and v["parts"][0]["name"] == "the run can be judged"
+    v = shattered.judge(shattered.config_for("quick", betas=(1.0,)), fake())
+    assert v["outcome"] == base.NOT_REPRODUCED and "two betas" in v["summary"]
 
 
 def test_config_checks():
     cfg = shattered.config_for("full")
     assert cfg.seeds >= 20 and cfg.grid_points == 256 and (cfg.grid_lo, cfg.grid_hi) == (-2.0, 2.0)
     assert cfg.width == 200 and 24 in cfg.depths and 50 in cfg.depths
+    assert cfg.block == "postact" and cfg.context_block == "preact" and cfg.threads == 1
     assert shattered.config_for("quick", seeds=5).seeds == 5
+    assert shattered.config_for("quick", block="preact").context_block == "postact"
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.seeds = 3
     for bad in (dict(seeds=1), dict(depths=(0,)), dict(betas=(-1.0,)), dict(bn="train"), dict(max_lag=300),
-                dict(nonsense=1)):
+                dict(nonsense=1), dict(block="post"), dict(band_frac=0), dict(threads=0)):
         with pytest.raises(ReslabError):
             shattered.config_for("quick", **bad)
     with pytest.raises(ReslabError):
@@ -178,17 +250,33 @@ def test_config_checks():
 
 # ---------------------------------------------------------------- the command
 
-def test_command_writes_results(tmp_path, monkeypatch):
+def _parser():
+    # only this command's parser: the test does not depend on the other commands
+    import argparse
+
+    from reslab.commands import shattered as command
+
+    p = argparse.ArgumentParser()
+    command.add_parser(p.add_subparsers(dest="command"))
+    return p
+
+
+def test_command_writes_results(tmp_path, monkeypatch, capsys):
     real = shattered.config_for
-    monkeypatch.setattr(shattered, "config_for", lambda scale, seeds=None: real(scale, **{**TINY, "seeds": 2}))
-    assert cli.main(["shattered", "--out", str(tmp_path), "--quiet"]) == 0
+    monkeypatch.setattr(shattered, "config_for", lambda scale, seeds=None, **kw: real(scale, **{**TINY, **kw,
+                                                                                              "seeds": 2}))
+    args = _parser().parse_args(["shattered", "--out", str(tmp_path), "--quiet"])
+    assert args.func(args) == 0
     out = tmp_path / "shattered"
     assert (out / "results.json").is_file() and len(list(out.glob("*.png"))) == 3
+    assert "[shattered]" in capsys.readouterr().out
 
 
-def test_command_bad_input(tmp_path, capsys):
-    assert cli.main(["shattered", "--out", str(tmp_path), "--seeds", "1"]) == 2
-    assert "seeds must be >= 2" in capsys.readouterr().err
+def test_command_bad_input(tmp_path):
+    args = _parser().parse_args(["shattered", "--out", str(tmp_path), "--seeds", "1"])
+    with pytest.raises(ReslabError, match="seeds must be an integer >= 2"):
+        args.func(args)
+    assert not (tmp_path / "shattered").exists()
     with pytest.raises(SystemExit) as err:
-        cli.main(["shattered", "--scale", "huge"])
+        _parser().parse_args(["shattered", "--scale", "huge"])
     assert err.value.code == 2

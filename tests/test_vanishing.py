@@ -1,4 +1,5 @@
-"""The vanishing-gradient experiment: directions of the effect, results shape, figures, CLI.
+"""The vanishing-gradient experiment: directions of the effect, the bound, judge logic on
+hand-built numbers, results shape, figures, CLI.
 
 Tiny configs only (a few seconds in all); no numbers from earlier runs are pinned."""
 
@@ -11,15 +12,17 @@ import pytest
 
 from reslab.cli import main
 from reslab.errors import ReslabError
-from reslab.experiments import base, vanishing
+from reslab.experiments import base, fcnets, run_and_save, vanishing, vanishing_plots
 
 TINY = dict(depths=(8,), width=32, n_images=256, probe_batch=128, batch=64, steps=3)
+ACTS = ("sigmoid", "relu", "relu+bn")
 
 
 @pytest.fixture(scope="module")
-def results():
-    cfg = vanishing.config_for("quick", seeds=2, activations=("sigmoid", "relu+bn"), **TINY)
-    return vanishing.run(cfg)
+def results(tmp_path_factory):
+    cfg = vanishing.config_for("quick", seeds=2, activations=ACTS, **TINY)
+    with base.torch_threads(cfg.threads):
+        return vanishing.run(cfg, base.Context(tmp_path_factory.mktemp("vanishing")))
 
 
 def test_sigmoid_derivative_is_at_most_a_quarter_at_zero():
@@ -27,7 +30,7 @@ def test_sigmoid_derivative_is_at_most_a_quarter_at_zero():
     assert sig["max_derivative"] == pytest.approx(0.25, abs=1e-12)
     assert sig["argmax"] == 0.0
     assert max(sig["derivative"]) <= 0.25
-    assert sig["bound_product"]["10"] == pytest.approx(0.25 ** 10)
+    assert sig["sigma_bound"]["10"] == pytest.approx(0.25 ** 10)
 
 
 def test_sigmoid_first_layer_gradient_is_below_relu_bn(results):
@@ -37,27 +40,44 @@ def test_sigmoid_first_layer_gradient_is_below_relu_bn(results):
         bn = np.array(nets["relu+bn"]["8"][f"ratio_{when}"])
         assert np.all(np.isfinite(sig)) and np.all(np.isfinite(bn))
         assert sig.max() < bn.min(), when
-        # the sigmoid's gradient shrinks from the output to the input layer
         norms = np.array(nets["sigmoid"]["8"][f"norms_{when}"][0])
-        assert norms[0] < norms[-1]
+        assert norms[0] < norms[-1]  # the sigmoid's gradient shrinks from the output to the input layer
 
 
-def test_results_shape(results):
-    assert set(results) >= {"experiment", "claim", "config", "conditions", "seconds", "verdict", "data"}
-    assert results["experiment"] == "vanishing"
-    assert set(results["verdict"]) == {"reproduced", "summary", "numbers"}
+def test_backward_factors_obey_the_bound_with_weights_but_not_sigma_alone(results):
     rec = results["data"]["nets"]["sigmoid"]["8"]
-    assert len(rec["ratio_init"]) == 2 and len(rec["norms_init"]) == 2
-    assert len(rec["norms_init"][0]) == 8 + 1  # mlp(depth) has depth + 1 Linear layers
-    stats = results["data"]["summary"]["relu+bn"]["8"]["init"]
-    assert set(stats) >= {"mean", "std", "log10_mean", "log10_std", "n"} and stats["n"] == 2
-    json.dumps(base._jsonable(results))  # JSON-serialisable
+    for act, w, ds in zip(rec["act_init"], rec["wnorm_init"], rec["dsigma_init"]):
+        f = vanishing.factors(act)
+        assert len(f) == len(w) == len(ds) == 8
+        assert np.all(f <= 0.25 * np.array(w) * (1 + 1e-9))  # the bound with the weights holds
+        assert 0 < max(ds) <= 0.25
+        # He init gives ‖W‖₂ > 1, so 0.25^L alone is below the measured product
+        assert vanishing._ratio(act) > 0.25 ** 8
+        assert vanishing._ratio(act) <= vanishing.weight_bound(w, "sigmoid")
+
+
+def test_the_ten_layer_example_is_always_measured(results):
+    ex = results["data"]["example"]
+    assert ex["layers"] == 10 and ex["factors"] == 9 and ex["sigma_bound"] == pytest.approx(0.25 ** 9)
+    assert len(ex["ratio"]) == 2
+    assert all(0 < r <= b for r, b in zip(ex["ratio"], ex["weight_bound"]))
+
+
+def test_results_shape_and_parts(results):
+    assert set(results) >= {"experiment", "claim", "config", "conditions", "seconds", "verdict", "data", "scope"}
+    assert results["experiment"] == "vanishing" and "DESIGN" not in results["claim"]
+    v = results["verdict"]
+    assert v["outcome"] in base.OUTCOMES and len(v["parts"]) == 6
+    assert all(set(p) == {"name", "criterion", "passed", "observed"} for p in v["parts"])
+    rec = results["data"]["nets"]["sigmoid"]["8"]
+    assert len(rec["norms_init"][0]) == len(rec["act_init"][0]) == 8 + 1  # depth + 1 Linear layers
+    json.dumps(base._jsonable(results))
 
 
 def test_plot_writes_pngs_from_saved_results(results, tmp_path):
     base.save_results(results, tmp_path)
-    paths = vanishing.plot(base.load_results(tmp_path), tmp_path)
-    assert len(paths) == 3
+    paths = vanishing_plots.plot(base.load_results(tmp_path), tmp_path)
+    assert len(paths) == 4
     for p in paths:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -67,23 +87,94 @@ def test_weight_grad_norms_do_not_underflow_in_float32():
 
     lin = torch.nn.Linear(4, 4)
     lin.weight.grad = torch.full((4, 4), 1e-30)
-    assert vanishing.weight_grad_norms(torch.nn.Sequential(lin))[0] == pytest.approx(4e-30, rel=1e-5)
+    assert fcnets.weight_grad_norms(torch.nn.Sequential(lin))[0] == pytest.approx(4e-30, rel=1e-5)
 
+
+# ---------------------------------------------------------------- judge on hand-built numbers
+
+CFG = vanishing.config_for("quick", seeds=2, depths=(10, 20), activations=ACTS)
+
+
+def _net(ratio, factor=0.3, wnorm=2.8, depth=10):
+    """Records of one activation at one depth, two seeds: weight-gradient ratio ``ratio``,
+    backpropagated norms shrinking by ``factor`` per layer toward the input."""
+    act = [float(factor) ** (depth - i) for i in range(depth + 1)]
+    return {"ratio_init": [ratio, ratio], "ratio_trained": [ratio, ratio], "act_init": [act, act],
+            "wnorm_init": [[wnorm] * depth] * 2, "dsigma_init": [[0.2] * depth] * 2}
+
+
+def _data(sig_ratio=1e-6, relu_ratio=1.0, bn_ratio=1.0, max_derivative=0.25, argmax=0.0, factor=0.3,
+          example_ratio=3e-5):
+    nets = {"sigmoid": {str(d): _net(sig_ratio, factor, depth=d) for d in CFG.depths},
+            "relu": {str(d): _net(relu_ratio, 1.0, 1.4, d) for d in CFG.depths},
+            "relu+bn": {str(d): _net(bn_ratio, 1.2, 1.4, d) for d in CFG.depths}}
+    example = {"layers": 10, "factors": 9, "sigma_bound": 0.25 ** 9, "ratio": [example_ratio] * 2,
+               "weight_bound": [0.04] * 2, "weight_grad_ratio": [1e-4] * 2, "mean_factor": [0.3] * 2,
+               "mean_dsigma": [0.2] * 2, "mean_wnorm": [2.8] * 2}
+    sig = {"max_derivative": max_derivative, "argmax": argmax, "derivative": [0.1, max_derivative, 0.1]}
+    return {"sigmoid": sig, "example": example, "nets": nets}
+
+
+def test_judge_reproduced_on_good_numbers():
+    assert vanishing.judge(CFG, _data())["outcome"] == base.REPRODUCED
+
+
+def test_judge_not_reproduced_on_adverse_numbers():
+    v = vanishing.judge(CFG, _data(sig_ratio=1.0, relu_ratio=1e-5, bn_ratio=1e5, max_derivative=0.3, argmax=1.0,
+                                   factor=1.0, example_ratio=1.0))
+    assert v["outcome"] == base.NOT_REPRODUCED
+    assert not any(p["passed"] for p in v["parts"])
+
+
+def test_judge_partly_when_bn_explodes_names_the_part():
+    v = vanishing.judge(CFG, _data(bn_ratio=8e3))
+    assert v["outcome"] == base.PARTLY
+    failed = [p["name"] for p in v["parts"] if not p["passed"]]
+    assert len(failed) == 1 and failed[0].startswith("ReLU + BN")
+    assert "not shown: ReLU + BN" in v["summary"]
+
+
+def test_judge_partly_when_ten_layers_are_far_from_a_quarter_to_the_ninth():
+    v = vanishing.judge(CFG, _data(example_ratio=1e-3))  # 260x 0.25^9
+    assert v["outcome"] == base.PARTLY
+    assert [p["name"] for p in v["parts"] if not p["passed"]] == [vanishing.judge(CFG, _data())["parts"][2]["name"]]
+
+
+def test_judge_flags_a_factor_above_the_bound():
+    v = vanishing.judge(CFG, _data(factor=0.8))  # 0.8 > 0.25 * 2.8: impossible for a real sigmoid net
+    assert not v["parts"][1]["passed"] and v["outcome"] == base.PARTLY
+
+
+def test_judge_cannot_judge_without_relu_bn():
+    cfg = vanishing.config_for("quick", activations=("sigmoid", "relu"))
+    v = vanishing.judge(cfg, _data())
+    assert v["outcome"] == base.NOT_REPRODUCED and "relu+bn" in v["summary"]
+
+
+# ---------------------------------------------------------------- config and CLI
 
 @pytest.mark.parametrize("bad", [dict(seeds=0), dict(depths=(0,)), dict(activations=("swish",)),
                                  dict(dataset="mnist"), dict(threshold=2.0), dict(no_such_setting=1),
-                                 dict(batch=10**6)])
+                                 dict(batch=10**6), dict(about_factor=0.5), dict(threads=0)])
 def test_config_rejects_bad_settings(bad):
     with pytest.raises(ReslabError):
         vanishing.config_for("quick", **bad)
 
 
+def test_run_and_save_writes_results_and_figures(tmp_path):
+    cfg = vanishing.config_for("quick", seeds=1, dataset="synthetic", activations=ACTS, **TINY)
+    results = run_and_save("vanishing", cfg, tmp_path)
+    assert (tmp_path / "vanishing" / "results.json").is_file()
+    assert len(list((tmp_path / "vanishing").glob("*.png"))) == 4
+    assert results["config"]["threads"] == 1
+
+
 def test_command_writes_results_and_returns_0(monkeypatch, tmp_path, capsys):
-    monkeypatch.setitem(vanishing.SCALES, "quick", dict(seeds=1, dataset="synthetic", **TINY))
+    monkeypatch.setitem(vanishing.SCALES, "quick", dict(seeds=1, dataset="synthetic", activations=ACTS, **TINY))
     assert main(["vanishing", "--out", str(tmp_path), "--quiet"]) == 0
     saved = json.loads((tmp_path / "vanishing" / "results.json").read_text())
     assert saved["config"]["seeds"] == 1 and saved["config"]["depths"] == [8]
-    assert len(list((tmp_path / "vanishing").glob("*.png"))) == 3
+    assert len(list((tmp_path / "vanishing").glob("*.png"))) == 4
     assert "[vanishing]" in capsys.readouterr().out
 
 

@@ -1,14 +1,15 @@
-"""``reslab exploding``: a deep ReLU net on raw 0–255 pixels without BN overflows to
-inf/NaN within a few SGD steps; with normalised inputs and BN it stays finite.  Writes
-OUT/exploding/results.json and two PNGs."""
+"""``reslab exploding``: layer-wise gradient growth from weights with gain > 1, the raw-pixel
+overflow, and BatchNorm + ReLU on each, as separate parts; writes OUT/exploding/results.json
+and three PNGs."""
 
-from reslab.experiments import base
+from reslab.commands._experiment import add_experiment_command
 
 
 def add_parser(sub) -> None:
-    base.add_experiment_command(
+    add_experiment_command(
         sub, "exploding",
-        help="exploding gradients: raw pixels without BN overflow to inf/NaN; normalised + BN is stable",
-        description="Trains deep plain ReLU nets on flattened Fashion-MNIST with raw 0-255 pixels or "
-                    "normalised inputs, with or without BN, and catches the step and layer where values "
-                    "turn non-finite.  Quick scale: about 15 s on 2 CPU cores.")
+        help="exploding gradients: layer-wise growth with gain > 1, raw-pixel overflow, BN + ReLU",
+        description="Deep plain ReLU nets on flattened Fashion-MNIST: the backpropagated gradient per layer "
+                    "at step 0 with weights x gain > 1 (without and with BN), and SGD runs on raw 0-255 or "
+                    "normalised inputs, with or without BN, catching the step, pass and layer where values "
+                    "turn non-finite.  Quick scale: about 20 s on one CPU thread.")

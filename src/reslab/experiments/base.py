@@ -1,15 +1,19 @@
-"""What every experiment shares: the results file, the run's conditions, the verdict,
-and the CLI plumbing.
+"""The contract every experiment follows, and what they share: config, context, verdict,
+results file and conditions.
 
 An experiment module ``reslab.experiments.NAME`` defines
 
 * ``CLAIM: str``: the paper claim it tests, quoted with its source;
-* ``Config``: a frozen dataclass with every setting that matters, including
-  ``scale`` (``"quick"`` or ``"full"``) and ``seeds``;
-* ``config_for(scale, seeds=None, **overrides) -> Config``;
-* ``run(cfg, progress=None) -> dict``: JSON-serialisable results, built with
-  :func:`make_results` so they carry the config, conditions and verdict;
-* ``plot(results, out_dir) -> list[Path]``: PNG figures, from saved results only.
+* ``Config``: a frozen dataclass extending :class:`ExperimentConfig` (validated once, in
+  ``__post_init__``), and ``SCALES``: the preset settings per scale;
+* ``config_for(scale, seeds=None, **overrides) -> Config``, via :func:`config_from_scales`;
+* ``run(cfg, ctx) -> dict``: JSON-serialisable results built with :func:`make_results`;
+* ``judge(cfg, data) -> dict``: the verdict, built with :func:`verdict` from the claim's
+  parts; each part's criterion is fixed in code before the run;
+
+and its figures live in the sibling ``NAME_plots.py`` with ``plot(results, out_dir) ->
+[png paths]``, which reads saved results only.  Registering it is one line in
+:data:`reslab.experiments.EXPERIMENTS`.
 
 Results live in ``OUT/NAME/results.json`` beside the figures, so the report can be
 rebuilt without training anything.
@@ -17,13 +21,16 @@ rebuilt without training anything.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import platform
+import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar, Iterator
 
 import torch
 
@@ -32,42 +39,174 @@ from reslab.errors import ReslabError
 RESULTS_FILE = "results.json"
 Progress = Callable[[str], None]
 
+# The three outcomes of a verdict.
+REPRODUCED = "reproduced"
+PARTLY = "partly reproduced"
+NOT_REPRODUCED = "not reproduced"
+OUTCOMES = (REPRODUCED, PARTLY, NOT_REPRODUCED)
+
+
+# ---------------------------------------------------------------- config and context
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Settings every experiment has.  Subclasses add theirs (all with defaults) and call
+    ``super().__post_init__()`` from their own ``__post_init__``."""
+
+    scales: ClassVar[tuple[str, ...]] = ("quick", "full")
+    min_seeds: ClassVar[int] = 1
+
+    scale: str = "quick"                # a preset of SCALES; overrides are applied on top of it
+    seeds: int = 1                      # independent repeats: seeds 0 .. seeds-1
+    threads: int | None = None          # torch CPU threads during the run (restored after); None: unchanged
+
+    def __post_init__(self):
+        if self.scale not in self.scales:
+            raise ReslabError(f"unknown scale {self.scale!r}; valid: {', '.join(self.scales)}")
+        if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < self.min_seeds:
+            raise ReslabError(f"seeds must be an integer >= {self.min_seeds}, got {self.seeds!r}")
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                                         or self.threads < 1):
+            raise ReslabError(f"threads must be an integer >= 1 (or None), got {self.threads!r}")
+
+
+def config_from_scales(config_cls, scales: dict[str, dict], name: str, scale: str, seeds: int | None,
+                       overrides: dict[str, Any]):
+    """``config_cls`` built from the preset ``scales[scale]``, then ``seeds``, then
+    ``overrides`` (``None`` values are ignored); an unknown scale or setting is one line."""
+    if scale not in scales:
+        raise ReslabError(f"unknown scale {scale!r} for the {name} experiment; valid: {', '.join(scales)}")
+    kw = {**scales[scale], "scale": scale, **{k: v for k, v in overrides.items() if v is not None}}
+    if seeds is not None:
+        kw["seeds"] = seeds
+    valid = [f.name for f in dataclasses.fields(config_cls)]
+    unknown = sorted(set(kw) - set(valid))
+    if unknown:
+        raise ReslabError(f"unknown setting(s) {unknown} for the {name} experiment; valid: {', '.join(valid)}")
+    return config_cls(**kw)
+
+
+@dataclass
+class Context:
+    """Where and how an experiment runs: not settings of the experiment itself."""
+
+    out_dir: Path                       # OUT/NAME: results, figures and any run directories
+    say: Progress = field(default=lambda _msg: None)  # one progress line per call
+    quiet: bool = True                  # training: plain log lines instead of progress bars
+    data_dir: str | None = None         # where dataset files are (None: reslab.data's search order)
+
+    def __post_init__(self):
+        self.out_dir = Path(self.out_dir)
+
+
+def stderr_progress() -> Progress:
+    """A progress callback: one line per message on stderr, with the elapsed time."""
+    start = time.perf_counter()
+
+    def say(msg: str) -> None:
+        print(f"[{time.perf_counter() - start:7.1f}s] {msg}", file=sys.stderr, flush=True)
+
+    return say
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run with ``n`` torch CPU threads (unchanged if None), restoring the previous count.
+
+    Tiny models want one thread: with another busy process on the cores, torch's
+    spin-waiting OpenMP threads make small matmuls 10-100x slower.
+    """
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+# ---------------------------------------------------------------- verdicts
+
+def part(name: str, criterion: str, passed: bool, observed: str) -> dict[str, Any]:
+    """One part of a claim: its criterion (fixed in code before the run), whether the
+    numbers meet it, and the numbers as text."""
+    return {"name": name, "criterion": criterion, "passed": bool(passed), "observed": observed}
+
+
+def outcome(parts: list[dict[str, Any]]) -> str:
+    """All parts pass: reproduced; none: not reproduced; otherwise partly."""
+    if not parts:
+        return NOT_REPRODUCED
+    passed = sum(p["passed"] for p in parts)
+    return REPRODUCED if passed == len(parts) else NOT_REPRODUCED if passed == 0 else PARTLY
+
+
+def verdict(parts: list[dict[str, Any]], summary: str = "", **numbers: Any) -> dict[str, Any]:
+    """A verdict computed from the experiment's own numbers, part by part.  The summary
+    starts by naming the parts that failed."""
+    result = outcome(parts)
+    failed = [p["name"] for p in parts if not p["passed"]]
+    lead = "" if result == REPRODUCED else ("not shown: " + "; ".join(failed) + ". ") if failed else ""
+    return {"outcome": result, "reproduced": result == REPRODUCED, "parts": parts,
+            "summary": (lead + summary).strip(), "numbers": numbers}
+
+
+def cannot_judge(reason: str, **numbers: Any) -> dict[str, Any]:
+    """The verdict when the run lacks what a criterion needs: not reproduced, saying why."""
+    return verdict([part("the run can be judged", "every net or condition the criteria need was run",
+                         False, reason)], reason, **numbers)
+
+
+def verdict_line(results: dict[str, Any]) -> str:
+    v = results["verdict"]
+    return f"[{results['experiment']}] {v['outcome'].upper()}: {v['summary']}"
+
+
+# ---------------------------------------------------------------- results
 
 def conditions() -> dict[str, Any]:
-    """The hardware and software a result was measured on."""
-    cpu = platform.processor() or platform.machine()
+    """The hardware and software a result was measured on, and the command that made it."""
+    from reslab import __version__
+
+    cpu, flags = None, []
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
+                if cpu is None and line.startswith("model name"):
                     cpu = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    have = set(line.split(":", 1)[1].split())
+                    flags = sorted(f for f in have if f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"))
                     break
     except OSError:
         pass
-    info = {
+    cpu = cpu or platform.processor() or platform.machine()
+    return {
         "cpu": cpu,
+        "cpu_flags": flags,
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
+        "reslab": __version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "command": " ".join(["reslab", *sys.argv[1:]]) if Path(sys.argv[0]).name in ("reslab", "__main__.py")
+        else " ".join(sys.argv),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
-    return info
-
-
-def verdict(reproduced: bool, summary: str, **numbers: Any) -> dict[str, Any]:
-    """A verdict computed from the experiment's own numbers."""
-    return {"reproduced": bool(reproduced), "summary": summary, "numbers": numbers}
 
 
 def make_results(name: str, claim: str, cfg: Any, data: dict[str, Any], verdict_: dict[str, Any],
-                 seconds: float) -> dict[str, Any]:
+                 seconds: float, scope: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The results file's content.  ``scope`` is what the report prints beside the verdict:
+    scale, data, budget and seeds, in words."""
+    cfg_dict = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
     return {
         "experiment": name,
         "claim": claim,
-        "config": dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg),
+        "config": cfg_dict,
+        "scope": {"scale": cfg_dict.get("scale"), "seeds": cfg_dict.get("seeds"), **(scope or {})},
         "conditions": conditions(),
         "seconds": round(seconds, 2),
         "verdict": verdict_,
@@ -110,79 +249,3 @@ def load_results(out_dir: str | Path) -> dict[str, Any]:
         return json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise ReslabError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
-
-
-def config_from_scales(config_cls, scales: dict[str, dict], name: str, scale: str, seeds: int | None,
-                       overrides: dict[str, Any]):
-    """``config_cls`` built from the preset ``scales[scale]``, then ``seeds``, then overrides;
-    an unknown scale or setting is a one-line ReslabError."""
-    if scale not in scales:
-        raise ReslabError(f"unknown scale {scale!r}; valid: {', '.join(scales)}")
-    kw = {**scales[scale], "scale": scale, **overrides}
-    if seeds is not None:
-        kw["seeds"] = seeds
-    unknown = sorted(set(kw) - {f.name for f in dataclasses.fields(config_cls)})
-    if unknown:
-        raise ReslabError(f"unknown setting(s) {unknown} for the {name} experiment")
-    return config_cls(**kw)
-
-
-def add_experiment_command(sub, name: str, *, help: str, description: str) -> None:
-    """The ``reslab NAME`` command of an experiment that needs only the common flags."""
-
-    def run(args) -> int:
-        import importlib
-
-        module = importlib.import_module(f"reslab.experiments.{name}")
-        cfg = module.config_for(args.scale, seeds=args.seeds)  # ReslabError (exit 2) on bad input
-        results = run_and_save(module, cfg, args.out, progress=stderr_progress(args.quiet))
-        print_verdict(results)
-        print(f"results and figures: {Path(args.out) / name}")
-        return 0
-
-    p = sub.add_parser(name, help=help, description=description)
-    add_common_args(p, default_out="reslab-report")
-    p.set_defaults(func=run)
-
-
-def add_common_args(parser, *, default_out: str) -> None:
-    """The flags every experiment command takes."""
-    parser.add_argument("--out", default=default_out,
-                        help=f"results directory; the experiment writes OUT/NAME/ (default: {default_out})")
-    parser.add_argument("--scale", choices=["quick", "full"], default="quick",
-                        help="quick: CPU-minutes demo; full: the paper's scale (default: quick)")
-    parser.add_argument("--seeds", type=int, default=None, metavar="N",
-                        help="number of seeds (default: depends on the experiment and scale)")
-    parser.add_argument("--quiet", action="store_true", help="plain log lines, no progress bar")
-
-
-def print_verdict(results: dict[str, Any]) -> None:
-    v = results["verdict"]
-    mark = "REPRODUCED" if v["reproduced"] else "NOT REPRODUCED"
-    print(f"[{results['experiment']}] {mark}: {v['summary']}")
-
-
-def run_and_save(module, cfg, out_dir: str | Path, progress: Progress | None = None) -> dict[str, Any]:
-    """Run an experiment module, save its results and figures under ``out_dir/NAME``."""
-    name = module.__name__.rsplit(".", 1)[-1]
-    target = Path(out_dir) / name
-    import inspect
-
-    extra = {"out_dir": target} if "out_dir" in inspect.signature(module.run).parameters else {}
-    results = module.run(cfg, progress=progress, **extra)
-    save_results(results, target)
-    module.plot(results, target)
-    return results
-
-
-def stderr_progress(quiet: bool = False) -> Progress:
-    """A progress callback: one line per message on stderr."""
-    import sys
-
-    start = time.perf_counter()
-
-    def say(msg: str) -> None:
-        print(f"[{time.perf_counter() - start:7.1f}s] {msg}", file=sys.stderr, flush=True)
-
-    say.quiet = quiet  # experiments that train pass it on: plain log lines instead of bars
-    return say

@@ -1,43 +1,54 @@
-"""Exploding gradients: badly scaled inputs (or weights) make activations and gradients
-grow layer by layer until they overflow to inf or NaN; BatchNorm with ReLU tames this.
+"""Exploding gradients: layer-wise growth from weights with gain > 1, overflow from raw
+pixels, and what BatchNorm + ReLU does to each, measured separately.
 
-What is run
-    Deep plain ReLU nets, :func:`reslab.models.mlp.mlp` on flattened Fashion-MNIST (the
-    vanishing experiment's nets), trained with SGD for ``steps`` steps in four conditions:
+The argument (Pascanu et al. 2013; Glorot & Bengio 2010): backprop multiplies the gradient
+by one factor per layer, ``‖∂L/∂h_{l-1}‖ ≈ c_l ‖∂L/∂h_l‖``; with factors above 1 it grows
+geometrically toward the input.  For a ReLU net with He init (He et al. 2015) the factor of
+the backpropagated gradient norm is about 1, and multiplying every weight by a gain g makes
+it about g.  BatchNorm (Ioffe & Szegedy 2015) undoes any weight scale in the forward pass.
 
-    ==================  ======================  =========
-    condition           inputs                  BN
-    ==================  ======================  =========
-    ``raw``             raw pixels, 0–255       no
-    ``normalised``      zero mean, unit std     no
-    ``raw+bn``          raw pixels, 0–255       yes
-    ``normalised+bn``   zero mean, unit std     yes
-    ==================  ======================  =========
+What is run (plain ReLU :func:`reslab.models.mlp.mlp` nets on flattened Fashion-MNIST; see
+:mod:`reslab.experiments.fcnets` for the layer numbering), ``steps`` SGD steps each:
 
-    The claim compares ``raw`` with ``normalised+bn``; the other two show which of the
-    two fixes does the work.  Every step records the loss, the total gradient norm, and
-    (for the first ``layer_steps`` steps and the last) each Linear layer's weight-gradient
-    norm and output RMS.  A non-finite value is caught, not raised: the run stops and
-    records the step (= number of SGD updates before it), the pass (forward: an
-    activation overflowed; loss; backward: a gradient did) and the first layer where it
-    appeared (forward order in the forward pass, backward order in the backward pass).
+    =================  ======================  ===  ==========================
+    condition          inputs                  BN   weights
+    =================  ======================  ===  ==========================
+    ``gain``           zero mean, unit std     no   He × ``layer_gain`` (1.5)
+    ``gain+bn``        zero mean, unit std     yes  He × ``layer_gain``
+    ``raw``            raw pixels, 0–255       no   He × ``init_gain`` (1)
+    ``raw+bn``         raw pixels, 0–255       yes  He × ``init_gain``
+    ``normalised``     zero mean, unit std     no   He × ``init_gain`` (context)
+    ``normalised+bn``  zero mean, unit std     yes  He × ``init_gain`` (context)
+    =================  ======================  ===  ==========================
+
+    At step 0 (before any update) each Linear output's backpropagated gradient norm
+    ‖∂L/∂h_l‖ (hooks) gives the layer-wise growth: a least-squares line through
+    log10‖∂L/∂h_l‖ over l gives the per-layer factor toward the input, and the first/last
+    ratio ‖∂L/∂h_0‖/‖∂L/∂h_depth‖ the total.  Every step records the loss and the total
+    gradient norm; the first ``layer_steps`` steps and the last also each Linear weight's
+    gradient norm and output RMS.  A non-finite value is caught, not raised: the run stops
+    and records the step (= SGD updates before it), the pass (forward: an activation
+    overflowed; loss; backward: a gradient did) and the first layer where it appeared.
 
 Why these defaults
-    He init (``init_gain`` 1), SGD lr 0.01, momentum 0.9, batch 128: the same ordinary
-    recipe as the vanishing experiment, *no* larger init or learning rate.  Raw pixels
-    alone are enough: they make the first gradients hundreds of times those of
-    normalised inputs, one SGD step then enlarges every layer's weights, the activations
-    grow by a factor per layer, and their product overflows float32 within a few steps;
-    the gradient norm reached just before the overflow grows with depth.
-    ``init_gain`` > 1 and a larger ``lr`` are there to explore, and are saved with the run.
-    Thresholds: a run "explodes" if it turns non-finite within ``steps`` or its gradient
-    norm grows by ``explode_factor`` over its first step's; it is "stable" if finite
-    throughout and its gradient norm never exceeds ``stable_factor`` × its first step's.
+    SGD lr 0.01, momentum 0.9, batch 128, the vanishing experiment's recipe; gain 1.5 is a
+    mild mis-scaling that gives 1.5^50 ≈ 6e8 over 50 layers.  Criteria (fixed here, before
+    any run): growth counts when the fitted factor is > 1 at every depth and the first/last
+    ratio reaches ``explode_factor`` (100) at the deepest; "tamed" means first/last within
+    [1/``stable_factor``, ``stable_factor``] = [0.1, 10] and training finite; a raw run
+    "explodes" if it turns non-finite or its gradient norm grows ``explode_factor``-fold.
 
-Not hidden: at initialisation, He init keeps a ReLU net's per-layer weight-gradient norms
-about level across layers (the net is balanced), so the growth is over *steps* (and in
-the activations, layer by layer), not visible across layers at step 0.  And a deep BN net
-starts with large first-layer gradients (see the vanishing experiment) yet stays finite.
+Not hidden
+    * The raw-pixel blow-up is not layer-wise gradient growth: at step 0 the per-layer
+      gradients are level (He init balances them); the first SGD step, with gradients
+      hundreds of times larger than on normalised inputs, enlarges every weight, and the
+      next *forward* pass overflows.  It is judged as its own part.
+    * In a net without BN, the *weight* gradients ‖∂L/∂W_l‖ = ‖∂L/∂h_l · a_{l-1}ᵀ‖ stay
+      level even with gain > 1: the activations a_{l-1} grow forward by the factor the
+      backpropagated gradient grows backward.  The growth is in ‖∂L/∂h_l‖.
+    * BN does not give a level backward pass either: with BN + ReLU each layer multiplies
+      the backpropagated gradient by about 1.2 at init (Yang et al. 2019, arXiv 1902.08129),
+      so deep BN nets fail the "tamed" criterion; that part then fails, as measured.
 """
 
 from __future__ import annotations
@@ -45,7 +56,6 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -53,16 +63,26 @@ import torch
 from torch import nn
 
 from reslab.errors import ReslabError
-from reslab.experiments import base
-from reslab.experiments.fcnets import (build_net, floats, linears, load_flat, normalise, num, save_figure,
-                                       torch_threads, weight_grad_norms)
-from reslab.experiments.vanishing import check_common
+from reslab.experiments import base, stats
+from reslab.experiments.fcnets import (LayerOutputs, build_net, check_net_config, decades, floats, linears,
+                                       load_flat, log_summary, normalise, num, weight_grad_norms)
 
-CLAIM = ("Badly normalised inputs or weights make gradients grow layer by layer until they overflow "
-         "to inf or NaN; BatchNorm together with ReLU tames this (reslab DESIGN item 3; e.g. "
-         "Pascanu et al. 2013, Ioffe & Szegedy 2015).")
+CLAIM = ("Exploding gradients, in three parts: (1) when each layer's backward factor exceeds 1 (weights "
+         "with gain > 1, no normalisation) the gradient grows geometrically layer by layer toward the input; "
+         "(2) badly scaled inputs (raw 0-255 pixels) make training overflow to inf or NaN; (3) BatchNorm "
+         "together with ReLU tames both: the per-layer gradient stays level and training stays finite. "
+         "(Pascanu et al. 2013; Ioffe & Szegedy 2015.)")
 
-CONDITIONS = ("raw", "normalised", "raw+bn", "normalised+bn")
+# condition → (inputs, BN, which config field scales the weights)
+CONDITIONS: dict[str, tuple[str, bool, str]] = {
+    "gain": ("normalised", False, "layer_gain"),
+    "gain+bn": ("normalised", True, "layer_gain"),
+    "raw": ("raw", False, "init_gain"),
+    "raw+bn": ("raw", True, "init_gain"),
+    "normalised": ("normalised", False, "init_gain"),
+    "normalised+bn": ("normalised", True, "init_gain"),
+}
+REQUIRED = ("gain", "gain+bn", "raw", "raw+bn")  # the conditions the criteria are about
 
 SCALES: dict[str, dict[str, Any]] = {
     "quick": dict(seeds=3, depths=(10, 20, 50), n_images=2048, steps=20),
@@ -71,36 +91,36 @@ SCALES: dict[str, dict[str, Any]] = {
 
 
 @dataclass(frozen=True)
-class Config:
-    scale: str = "quick"
+class Config(base.ExperimentConfig):
     seeds: int = 3                      # seeds 0..seeds-1: init and batch order
+    threads: int | None = 1             # tiny nets: one torch thread (see base.torch_threads)
     depths: tuple[int, ...] = (10, 20, 50)  # hidden layers (ReLUs); depth + 1 Linear layers
-    conditions: tuple[str, ...] = CONDITIONS
+    conditions: tuple[str, ...] = tuple(CONDITIONS)
     width: int = 200                    # hidden units per layer
-    init_gain: float = 1.0              # × He init's std, sqrt(2/fan_in), for every Linear weight
+    init_gain: float = 1.0              # × He init's std for the raw/normalised conditions
+    layer_gain: float = 1.5             # × He init's std for the gain conditions: must be > 1
     dataset: str = "fashion-mnist"      # fashion-mnist | synthetic
-    data_dir: str | None = None         # where the dataset files are (None: reslab.data's search order)
     n_images: int = 2048                # training slice: the first n_images of the train split
     batch: int = 128                    # images per SGD step
     steps: int = 20                     # SGD steps at most (iterations, not epochs)
     lr: float = 0.01                    # per batch of `batch` images
     momentum: float = 0.9
-    explode_factor: float = 100.0       # growth of the gradient norm over step 0 that counts as exploding
-    stable_factor: float = 10.0         # largest growth over step 0 that still counts as stable
+    explode_factor: float = 100.0       # growth (over layers, or over steps) that counts as exploding
+    stable_factor: float = 10.0         # first/last within [1/this, this]; step growth ≤ this: stable
     layer_steps: int = 5                # per-layer norms are kept for steps 0..layer_steps-1 and the last
-    threads: int = 1                    # torch CPU threads during the run (see fcnets.torch_threads)
 
     def __post_init__(self):
         object.__setattr__(self, "depths", tuple(int(d) for d in self.depths))
         object.__setattr__(self, "conditions", tuple(self.conditions))
-        if self.scale not in SCALES:
-            raise ReslabError(f"unknown scale {self.scale!r}; valid: {', '.join(SCALES)}")
-        check_common(self)  # seeds, depths, init_gain, dataset, sizes, threads, optimiser
+        super().__post_init__()
+        check_net_config(self)
         bad = [c for c in self.conditions if c not in CONDITIONS]
         if bad or not self.conditions:
             raise ReslabError(f"unknown condition(s) {bad}; valid: {', '.join(CONDITIONS)}")
         if self.steps < 1:
             raise ReslabError(f"steps must be >= 1, got {self.steps}")
+        if not (math.isfinite(self.layer_gain) and self.layer_gain > 0):
+            raise ReslabError(f"layer_gain must be a finite number > 0, got {self.layer_gain}")
         if not 1 <= self.stable_factor <= self.explode_factor:
             raise ReslabError(f"need 1 <= stable_factor <= explode_factor, got {self.stable_factor}, "
                               f"{self.explode_factor}")
@@ -112,53 +132,51 @@ def config_for(scale: str, seeds: int | None = None, **overrides) -> Config:
 
 # ---------------------------------------------------------------- one training run
 
-def _finite(v: float) -> bool:
-    return math.isfinite(v)
-
-
 def train(cfg: Config, condition: str, depth: int, seed: int, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
-    """Up to ``cfg.steps`` SGD steps; stops at the first non-finite activation, loss or gradient."""
+    """Up to ``cfg.steps`` SGD steps; stops at the first non-finite activation, loss or gradient.
+    ``x`` are the inputs the condition asks for (raw or normalised)."""
+    _, bn, gain_field = CONDITIONS[condition]
     torch.manual_seed(seed)
-    net = build_net(depth, "relu+bn" if condition.endswith("+bn") else "relu", cfg.width, x.shape[1], 10,
-                    cfg.init_gain)
+    net = build_net(depth, "relu+bn" if bn else "relu", cfg.width, x.shape[1], 10, getattr(cfg, gain_field))
     net.train()
     layers = linears(net)
     names = {id(m): n for n, m in net.named_modules()}
-    acts: list[torch.Tensor] = []
-    handles = [m.register_forward_hook(_Recorder(acts)) for m in layers]
     opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum)
     gen = torch.Generator().manual_seed(seed)
-    rec: dict[str, Any] = {"loss": [], "grad_norm": [], "nonfinite": None,
-                           "layers": {"step": [], "grad": [], "act_rms": []}}
-    try:
+    rec: dict[str, Any] = {"loss": [], "grad_norm": [], "nonfinite": None, "act_grad0": None,
+                           "layers": {"step": [], "grad": [], "act_rms": []}, "n_layers": len(layers)}
+
+    def stop(step, phase, i):
+        rec["nonfinite"] = {"step": step, "phase": phase, "layer": None if i is None else i + 1,
+                            "layer_name": None if i is None else names[id(layers[i])]}
+
+    with LayerOutputs(layers, retain_grad=True) as outs:
+        grads: list = []
         for step in range(cfg.steps):
             idx = torch.randint(0, len(x), (cfg.batch,), generator=gen)
-            acts.clear()
+            outs.clear()
             opt.zero_grad(set_to_none=True)
             loss = nn.functional.cross_entropy(net(x[idx]), y[idx])
-            rms = [a.double().pow(2).mean().sqrt().item() for a in acts]
+            rms = outs.rms()
             rec["loss"].append(loss.item())
-            bad_fwd = [i for i, a in enumerate(acts) if not torch.isfinite(a).all()]
-            if bad_fwd or not _finite(loss.item()):
-                i = bad_fwd[0] if bad_fwd else None
+            bad_fwd = [i for i, o in enumerate(outs.outputs) if not torch.isfinite(o).all()]
+            if bad_fwd or not math.isfinite(loss.item()):
                 rec["grad_norm"].append(None)
-                rec["nonfinite"] = {"step": step, "phase": "forward" if bad_fwd else "loss",
-                                    "layer": None if i is None else i + 1,
-                                    "layer_name": None if i is None else names[id(layers[i])]}
+                stop(step, "forward" if bad_fwd else "loss", bad_fwd[0] if bad_fwd else None)
                 _keep_layers(rec, step, [None] * len(layers), rms)
                 break
             loss.backward()
+            if step == 0:
+                rec["act_grad0"] = outs.grad_norms()
             grads = weight_grad_norms(net)
             total = math.sqrt(sum(p.grad.detach().double().pow(2).sum().item()
                                   for p in net.parameters() if p.grad is not None))
             rec["grad_norm"].append(total)
             if step < cfg.layer_steps:
                 _keep_layers(rec, step, grads, rms)
-            if not _finite(total):
-                bad = [i for i, g in enumerate(grads) if not _finite(g)]
-                i = bad[-1] if bad else None  # backward runs output → input: its first is the last index
-                rec["nonfinite"] = {"step": step, "phase": "backward", "layer": None if i is None else i + 1,
-                                    "layer_name": None if i is None else names[id(layers[i])]}
+            if not math.isfinite(total):
+                bad = [i for i, g in enumerate(grads) if not math.isfinite(g)]
+                stop(step, "backward", bad[-1] if bad else None)  # backward runs output → input
                 if step >= cfg.layer_steps:
                     _keep_layers(rec, step, grads, rms)
                 break
@@ -166,21 +184,7 @@ def train(cfg: Config, condition: str, depth: int, seed: int, x: torch.Tensor, y
         else:
             if cfg.steps - 1 >= cfg.layer_steps:
                 _keep_layers(rec, cfg.steps - 1, grads, rms)
-    finally:
-        for h in handles:
-            h.remove()
-    rec["n_layers"] = len(layers)
     return rec
-
-
-class _Recorder:
-    """A forward hook that keeps each Linear layer's output (a named class, not a lambda)."""
-
-    def __init__(self, store: list):
-        self.store = store
-
-    def __call__(self, module, inputs, output):
-        self.store.append(output.detach())
 
 
 def _keep_layers(rec: dict, step: int, grads: list, rms: list) -> None:
@@ -191,31 +195,49 @@ def _keep_layers(rec: dict, step: int, grads: list, rms: list) -> None:
 
 # ---------------------------------------------------------------- the experiment
 
-def run(cfg: Config, progress: base.Progress | None = None) -> dict[str, Any]:
-    with torch_threads(cfg.threads):
-        return _run(cfg, progress)
-
-
-def _run(cfg: Config, progress: base.Progress | None) -> dict[str, Any]:
+def run(cfg: Config, ctx: base.Context) -> dict[str, Any]:
     start = time.perf_counter()
-    say = progress or (lambda msg: None)
-    x_raw, y = load_flat(cfg.dataset, cfg.n_images, cfg.data_dir)
+    x_raw, y = load_flat(cfg.dataset, cfg.n_images, ctx.data_dir)
     inputs = {"raw": x_raw, "normalised": normalise(x_raw)}
     runs: dict[str, dict[str, list]] = {}
     for cond in cfg.conditions:
         runs[cond] = {}
-        x = inputs[cond.removesuffix("+bn")]
         for depth in cfg.depths:
             t = time.perf_counter()
-            runs[cond][str(depth)] = [train(cfg, cond, depth, s, x, y) for s in range(cfg.seeds)]
-            nf = [r["nonfinite"]["step"] for r in runs[cond][str(depth)] if r["nonfinite"]]
-            say(f"exploding: {cond:14s} depth {depth:3d}: "
-                + (f"non-finite at step(s) {nf}" if nf else f"finite for {cfg.steps} steps")
-                + f" ({time.perf_counter() - t:.1f}s, {cfg.seeds} seeds)")
+            recs = [train(cfg, cond, depth, s, inputs[CONDITIONS[cond][0]], y) for s in range(cfg.seeds)]
+            runs[cond][str(depth)] = recs
+            nf = [r["nonfinite"]["step"] for r in recs if r["nonfinite"]]
+            ctx.say(f"exploding: {cond:14s} depth {depth:3d}: step-0 first/last ‖∂L/∂h‖ "
+                    f"{decades(log_summary([layer_growth(r)['ratio'] for r in recs]))}; "
+                    + (f"non-finite at step(s) {nf}" if nf else f"finite for {cfg.steps} steps")
+                    + f" ({time.perf_counter() - t:.1f}s)")
     data = {"runs": runs, "input_stats": {"raw_mean": x_raw.mean().item(), "raw_std": x_raw.std().item()},
             "setup": f"plain ReLU mlp nets on flattened {cfg.dataset} (first {cfg.n_images} train images), "
-                     f"SGD lr {cfg.lr} momentum {cfg.momentum} batch {cfg.batch}, up to {cfg.steps} steps"}
-    return base.make_results("exploding", CLAIM, cfg, data, judge(cfg, data), time.perf_counter() - start)
+                     f"SGD lr {cfg.lr} momentum {cfg.momentum} batch {cfg.batch}, up to {cfg.steps} steps; "
+                     f"layer-wise growth = ‖∂L/∂h_l‖ of each Linear output at step 0"}
+    scope = {"data": f"{cfg.dataset}, first {cfg.n_images} training images (raw 0-255 or normalised)",
+             "budget": f"depths {', '.join(map(str, cfg.depths))}; width {cfg.width}; up to {cfg.steps} SGD "
+                       f"steps (lr {cfg.lr}, batch {cfg.batch}); gain conditions: weights × {cfg.layer_gain:g}"}
+    return base.make_results("exploding", CLAIM, cfg, data, judge(cfg, data), time.perf_counter() - start,
+                             scope=scope)
+
+
+def layer_growth(rec: dict) -> dict[str, float]:
+    """Step-0 growth of ‖∂L/∂h_l‖ toward the input: ``ratio`` first/last, and ``factor`` per
+    layer from a least-squares line through log10‖∂L/∂h_l‖ over l (NaN if not measured)."""
+    g = floats(rec.get("act_grad0") or [])
+    if g.size < 2 or not np.all(np.isfinite(g) & (g > 0)):
+        return {"ratio": float("nan"), "factor": float("nan")}
+    slope = np.polyfit(np.arange(g.size), np.log10(g), 1)[0]
+    return {"ratio": float(g[0] / g[-1]), "factor": float(10 ** -slope)}
+
+
+def weight_ratio0(rec: dict) -> float:
+    """First/last Linear weight-gradient norm at step 0 (NaN if not recorded)."""
+    if not rec["layers"]["step"] or rec["layers"]["step"][0] != 0:
+        return float("nan")
+    g = floats(rec["layers"]["grad"][0])
+    return float(g[0] / g[-1]) if g[-1] > 0 else float("nan")
 
 
 def max_finite(rec: dict) -> float:
@@ -231,130 +253,112 @@ def growth(rec: dict) -> float:
     return max_finite(rec) / g0 if math.isfinite(g0) and g0 > 0 else float("nan")
 
 
-def judge(cfg: Config, data: dict[str, Any]) -> dict[str, Any]:
-    runs = data["runs"]
-    missing = [c for c in ("raw", "normalised+bn") if c not in cfg.conditions]
-    if missing:
-        return base.verdict(False, f"cannot judge: conditions {missing} were not run")
-    numbers: dict[str, Any] = {}
-    for cond in cfg.conditions:
-        for d in cfg.depths:
-            recs = runs[cond][str(d)]
-            row = {"nonfinite_step": [r["nonfinite"]["step"] if r["nonfinite"] else None for r in recs],
-                   "grad_norm_step0": [num(r["grad_norm"][0]) if r["grad_norm"] else None for r in recs],
-                   "growth_max_over_step0": [growth(r) for r in recs]}
-            if any(r["nonfinite"] for r in recs):
-                row["first_nonfinite"] = [where(r) for r in recs]
-            numbers.setdefault(cond, {})[str(d)] = row
-
-    def explodes(r):
-        return r["nonfinite"] is not None or growth(r) >= cfg.explode_factor
-
-    def stable(r):
-        return r["nonfinite"] is None and growth(r) <= cfg.stable_factor
-
-    raw_ok = all(explodes(r) for d in cfg.depths for r in runs["raw"][str(d)])
-    bn_ok = all(stable(r) for d in cfg.depths for r in runs["normalised+bn"][str(d)])
-    parts = [f"raw pixels, no BN: {_describe(cfg, runs['raw'])}",
-             f"normalised + BN: {_describe(cfg, runs['normalised+bn'])}"]
-    others = [c for c in cfg.conditions if c not in ("raw", "normalised+bn")]
-    if others:
-        parts += [f"{c} (context): {_describe(cfg, runs[c])}" for c in others]
-    summary = (f"{cfg.seeds} seeds, up to {cfg.steps} SGD steps. " + ". ".join(parts)
-               + f". Criterion: raw explodes (non-finite, or grad norm x{cfg.explode_factor:g}) in every run; "
-               f"normalised+BN finite with grad norm <= x{cfg.stable_factor:g} its first step's in every run.")
-    return base.verdict(raw_ok and bn_ok, summary, **numbers)
-
-
-def _describe(cfg: Config, by_depth: dict[str, list]) -> str:
-    out = []
-    for d in cfg.depths:
-        recs = by_depth[str(d)]
-        g0 = np.exp(np.mean(np.log([num(r["grad_norm"][0]) for r in recs])))
-        bad = [r["nonfinite"] for r in recs if r["nonfinite"]]
-        if bad:
-            steps = sorted(b["step"] for b in bad)
-            first = next(i for i, r in enumerate(recs) if r["nonfinite"])
-            top = np.nanmax([max_finite(r) for r in recs])
-            text = (f"depth {d}: non-finite in {len(bad)}/{len(recs)} seeds at step {_span(steps)} "
-                    f"(seed {first}: {where(recs[first])}), "
-                    f"grad norm {g0:.1e} at step 0, up to {top:.1e} before")
-        else:
-            gmax = max(growth(r) for r in recs)
-            text = f"depth {d}: finite, grad norm at step 0 {g0:.1e}, max growth x{gmax:.2g}"
-        out.append(text)
-    return "; ".join(out)
-
-
 def where(rec: dict) -> str | None:
     """Where a run first turned non-finite, as text (None if it never did)."""
     nf = rec["nonfinite"]
     if nf is None:
         return None
     if nf["layer"] is None:  # the loss overflowed although every layer's output was finite
-        return f"{nf['phase']} (every layer finite)"
-    return f"{nf['phase']} pass at layer {nf['layer']}/{rec['n_layers']}"
+        return f"step {nf['step']}, {nf['phase']} (every layer finite)"
+    return f"step {nf['step']}, {nf['phase']} pass at layer {nf['layer']}/{rec['n_layers']}"
 
 
-def _span(steps: list[int]) -> str:
-    return str(steps[0]) if steps[0] == steps[-1] else f"{steps[0]}-{steps[-1]}"
+# ---------------------------------------------------------------- judgement
+
+def judge(cfg: Config, data: dict[str, Any]) -> dict[str, Any]:
+    """Four parts, each with a criterion fixed here; see :data:`CLAIM`."""
+    missing = [c for c in REQUIRED if c not in cfg.conditions]
+    if missing:
+        return base.cannot_judge(f"conditions {missing} were not run; the criteria need {list(REQUIRED)}")
+    if not cfg.layer_gain > 1:
+        return base.cannot_judge(f"layer_gain is {cfg.layer_gain:g}; the layer-wise growth part needs a gain > 1")
+    runs, deepest = data["runs"], str(max(cfg.depths))
+    lo, hi = 1 / cfg.stable_factor, cfg.stable_factor
+    parts = []
+
+    # 1. gain > 1, no BN: ‖∂L/∂h_l‖ grows toward the input
+    grow = {d: [layer_growth(r) for r in runs["gain"][str(d)]] for d in map(str, cfg.depths)}
+    ok = (all(g["factor"] > 1 for gs in grow.values() for g in gs)  # NaN fails
+          and all(g["ratio"] >= cfg.explode_factor for g in grow[deepest]))
+    parts.append(base.part(
+        f"without BN, weights with gain {cfg.layer_gain:g} > 1 make the gradient grow geometrically layer by "
+        "layer toward the input",
+        f"at step 0, in every seed and depth, the per-layer factor of ‖∂L/∂h_l‖ toward the input (log-linear "
+        f"fit) is > 1, and at the deepest depth ‖∂L/∂h_0‖/‖∂L/∂h_L‖ ≥ {cfg.explode_factor:g} in every seed",
+        ok, "; ".join(f"L={d}: factor {_factor(gs)} (expected about the gain, {cfg.layer_gain:g}), first/last "
+                      f"{decades(log_summary([g['ratio'] for g in gs]))}, weight gradients first/last "
+                      f"{_geo([weight_ratio0(r) for r in runs['gain'][d]])}, training: {_outcome(runs['gain'][d])}"
+                      for d, gs in grow.items())))
+
+    # 2. raw 0-255 pixels, no BN: training overflows (or the gradient norm explodes)
+    def explodes(r):
+        return r["nonfinite"] is not None or growth(r) >= cfg.explode_factor
+
+    raw = runs["raw"]
+    parts.append(base.part(
+        "raw 0-255 inputs without BN: a few SGD steps overflow to inf/NaN",
+        f"in every seed and depth, the run turns non-finite within {cfg.steps} SGD steps or its total gradient "
+        f"norm reaches {cfg.explode_factor:g}× its step-0 value",
+        all(explodes(r) for d in cfg.depths for r in raw[str(d)]),
+        "; ".join(f"L={d}: {_outcome(raw[str(d)])}; step-0 per-layer factor {_factor(map(layer_growth, raw[str(d)]))}"
+                  for d in cfg.depths)))
+
+    # 3. BN + ReLU, same gain: the per-layer gradient stays level, training finite
+    bn = runs["gain+bn"]
+    ratios = {d: [layer_growth(r)["ratio"] for r in bn[str(d)]] for d in cfg.depths}
+    ok = (all(lo <= v <= hi for vs in ratios.values() for v in vs)
+          and all(r["nonfinite"] is None for d in cfg.depths for r in bn[str(d)]))
+    parts.append(base.part(
+        f"BN + ReLU (same gain {cfg.layer_gain:g}) keeps the layer-wise gradient level and training finite",
+        f"in every seed and depth, at step 0 ‖∂L/∂h_0‖/‖∂L/∂h_L‖ within [{lo:g}, {hi:g}], and finite for "
+        f"{cfg.steps} SGD steps",
+        ok, "; ".join(f"L={d}: first/last {decades(log_summary(ratios[d]))}, factor "
+                      f"{_factor(map(layer_growth, bn[str(d)]))}, {_outcome(bn[str(d)])}" for d in cfg.depths)))
+
+    # 4. BN + ReLU on the same raw inputs: finite and stable over the steps
+    rbn = runs["raw+bn"]
+    parts.append(base.part(
+        "BN + ReLU keeps training on raw 0-255 inputs finite",
+        f"in every seed and depth, finite for {cfg.steps} SGD steps with total gradient norm ≤ "
+        f"{cfg.stable_factor:g}× its step-0 value",
+        all(r["nonfinite"] is None and growth(r) <= cfg.stable_factor for d in cfg.depths for r in rbn[str(d)]),
+        "; ".join(f"L={d}: {_outcome(rbn[str(d)])}" for d in cfg.depths)))
+
+    context = [c for c in ("normalised", "normalised+bn") if c in cfg.conditions]
+    deep = {c: [layer_growth(r) for r in runs[c][deepest]] for c in ("gain", "gain+bn")}
+    summary = (f"{cfg.seeds} seeds, up to {cfg.steps} SGD steps. At L={deepest}, step 0: without BN (gain "
+               f"{cfg.layer_gain:g}) ‖∂L/∂h_0‖/‖∂L/∂h_L‖ = {_geo([g['ratio'] for g in deep['gain']])} "
+               f"(factor {_factor(deep['gain'])} per layer); with BN {_geo([g['ratio'] for g in deep['gain+bn']])} "
+               f"(factor {_factor(deep['gain+bn'])}). Raw 0-255 inputs without BN: {_outcome(raw[deepest])}; "
+               f"with BN: {_outcome(rbn[deepest])}."
+               + "".join(f" Context, {c} (gain {cfg.init_gain:g}): "
+                         + "; ".join(f"L={d} step-0 first/last ‖∂L/∂h‖ "
+                                     f"{_geo([layer_growth(r)['ratio'] for r in runs[c][str(d)]])}, "
+                                     f"{_outcome(runs[c][str(d)])}" for d in cfg.depths) + "."
+                         for c in context))
+    numbers = {cond: {str(d): {"nonfinite_step": [r["nonfinite"]["step"] if r["nonfinite"] else None
+                                                  for r in runs[cond][str(d)]],
+                               "grad_norm_step0": [num(r["grad_norm"][0]) if r["grad_norm"] else None
+                                                   for r in runs[cond][str(d)]],
+                               "growth_max_over_step0": [growth(r) for r in runs[cond][str(d)]],
+                               "layer_ratio_step0": [layer_growth(r)["ratio"] for r in runs[cond][str(d)]],
+                               "layer_factor_step0": [layer_growth(r)["factor"] for r in runs[cond][str(d)]]}
+                       for d in cfg.depths} for cond in cfg.conditions}
+    return base.verdict(parts, summary, **numbers)
 
 
-# ---------------------------------------------------------------- figures
+def _geo(values) -> str:
+    g = log_summary(values)["geo"]
+    return "n/a" if g is None else f"{g:.2g}"
 
-COLOURS = {"raw": "tab:red", "normalised": "tab:orange", "raw+bn": "tab:purple", "normalised+bn": "tab:blue"}
+
+def _factor(growths) -> str:
+    return stats.text(stats.summary([g["factor"] for g in growths]), ".2f")
 
 
-def plot(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    cfg, runs = results["config"], results["data"]["runs"]
-    depths, conds = [int(d) for d in cfg["depths"]], list(cfg["conditions"])
-    paths = []
-
-    # 1. total gradient norm per step; X = the step where the run turned non-finite
-    fig, axes = plt.subplots(1, len(depths), figsize=(4.5 * len(depths), 3.8), squeeze=False)
-    top = np.nanmax([max_finite(r) for c in conds for d in depths for r in runs[c][str(d)]] + [1.0])
-    for ax, d in zip(axes[0], depths):
-        for c in conds:
-            for i, r in enumerate(runs[c][str(d)]):
-                g = floats(r["grad_norm"])
-                ax.semilogy(np.arange(len(g)), np.where(np.isfinite(g), g, np.nan), "-", lw=1,
-                            color=COLOURS[c], label=c if i == 0 else None)
-                if r["nonfinite"]:
-                    ax.plot([r["nonfinite"]["step"]], [top * 10], "X", color=COLOURS[c], ms=9)
-        ax.set(title=f"depth {d}  (X: non-finite)", xlabel="SGD step")
-    axes[0][0].set_ylabel("total gradient norm")
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    paths.append(save_figure(fig, out / "exploding_steps.png"))
-
-    # 2. per layer, seed 0: weight-gradient norm and output RMS at the recorded steps
-    fig, axes = plt.subplots(len(depths), 2, figsize=(11, 3.4 * len(depths)), squeeze=False)
-    for row, d in enumerate(depths):
-        for c in [c for c in ("raw", "normalised+bn") if c in conds]:
-            r = runs[c][str(d)][0]
-            lay = r["layers"]
-            keep = range(len(lay["step"])) if c == "raw" else sorted({0, len(lay["step"]) - 1})
-            shades = plt.get_cmap("Reds" if c == "raw" else "Blues")(np.linspace(0.4, 1, len(keep)))
-            for shade, k in zip(shades, keep):
-                step = lay["step"][k]
-                for col, key in enumerate(("grad", "act_rms")):
-                    v = floats(lay[key][k])
-                    axes[row][col].semilogy(np.arange(1, len(v) + 1), np.where(np.isfinite(v), v, np.nan),
-                                            "-o", ms=2, color=shade, label=f"{c}, step {step}")
-            if r["nonfinite"] and r["nonfinite"]["layer"]:
-                for ax in axes[row]:
-                    ax.axvline(r["nonfinite"]["layer"], color="tab:red", ls=":")
-        axes[row][0].set(title=f"depth {d}, seed 0: ‖∂loss/∂W‖ per layer", xlabel="Linear layer (input → output)")
-        axes[row][1].set(title=f"depth {d}, seed 0: layer output RMS (dotted: first non-finite)",
-                         xlabel="Linear layer (input → output)")
-        axes[row][1].legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    paths.append(save_figure(fig, out / "exploding_layers.png"))
-    return paths
+def _outcome(recs: list[dict]) -> str:
+    """Training outcome of a condition's seeds, as text."""
+    bad = [where(r) for r in recs if r["nonfinite"]]
+    if bad:
+        return f"non-finite in {len(bad)}/{len(recs)} seeds (first: {bad[0]})"
+    return f"finite, gradient norm up to {max(growth(r) for r in recs):.2g}× step 0"

@@ -1,29 +1,42 @@
-"""Fully connected nets on flattened images: shared by vanishing and exploding.
+"""Fully connected nets on flattened images: what the vanishing and exploding experiments share.
 
-Building the plain nets (:func:`build_net`), loading and normalising the flattened
-images, per-layer weight-gradient norms, the small number helpers used to read numbers
-back from results.json, and saving a figure.
+Building the plain nets (:func:`build_net`), loading and normalising the flattened images,
+the shared config checks (:func:`check_net_config`), per-layer gradient norms (weights'
+and backpropagated: :class:`LayerOutputs`), spectral norms, summaries of log ratios over
+seeds, the small helpers that read numbers back from results.json, and saving a figure.
+
+Layer numbering: a :func:`reslab.models.mlp.mlp` of ``depth`` hidden layers has ``depth + 1``
+Linear layers, numbered 0 (the stem, input side) .. depth (the head, logits).  ``h_l`` is
+the output of Linear ``l``; the backward pass goes from ``∂L/∂h_depth`` to ``∂L/∂h_0``
+through ``depth`` activations, and ``h_l = W_l · act([BN](h_{l-1})) + b_l`` for ``l ≥ 1``.
 """
 
 from __future__ import annotations
 
-import contextlib
+import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from reslab.errors import ReslabError
+from reslab.experiments import stats
 
-FLOAT32_TINY = 1.4e-45  # smallest float32 subnormal: where an underflowed ratio is clamped for log10
+DATASETS = ("fashion-mnist", "synthetic")
+
+# The largest derivative of each activation: the per-layer factor of the textbook bound
+# ‖∂L/∂h_{l-1}‖ ≤ max σ' · ‖W_l‖₂ · ‖∂L/∂h_l‖.  With BN before the activation the backward
+# pass also goes through BN's Jacobian (about 1/std of the batch), so no such bound is used.
+MAX_DERIVATIVE = {"sigmoid": 0.25, "tanh": 1.0, "relu": 1.0}
 
 
 def build_net(depth: int, activation: str, width: int, in_features: int, out_features: int = 10,
               init_gain: float = 1.0) -> nn.Module:
     """A plain :func:`reslab.models.mlp.mlp` with ``depth`` hidden layers, ``activation``
-    one of vanishing.ACTIVATIONS ("relu+bn" = ReLU with BatchNorm before it), He-initialised; every
-    Linear weight is then multiplied by ``init_gain`` (1 = He init as is)."""
+    one of sigmoid, tanh, relu, relu+bn ("+bn" = BatchNorm before the activation),
+    He-initialised; every Linear weight is then multiplied by ``init_gain`` (1 = He init)."""
     from reslab.models.mlp import mlp
 
     net = mlp(depth, width, residual=False, batchnorm=activation.endswith("+bn"),
@@ -35,17 +48,22 @@ def build_net(depth: int, activation: str, width: int, in_features: int, out_fea
     return net
 
 
-@contextlib.contextmanager
-def torch_threads(n: int):
-    """Run with ``n`` torch CPU threads, then restore the old count.  These nets are small
-    (width 200, batch 128): a second thread gains little, and on a shared 2-core machine
-    under load two threads made the quick runs 5-30x slower than one (measured here)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
+def check_net_config(cfg) -> None:
+    """The checks every fully connected experiment's config shares (seeds and threads are
+    checked by :class:`reslab.experiments.base.ExperimentConfig`)."""
+    if not cfg.depths or min(cfg.depths) < 1:
+        raise ReslabError(f"every depth (hidden layers) must be >= 1, got {cfg.depths}")
+    if not (math.isfinite(cfg.init_gain) and cfg.init_gain > 0):
+        raise ReslabError(f"init_gain must be a finite number > 0, got {cfg.init_gain}")
+    if cfg.dataset not in DATASETS:
+        raise ReslabError(f"unknown dataset {cfg.dataset!r}; valid: {', '.join(DATASETS)}")
+    for name in ("width", "n_images", "batch"):
+        if getattr(cfg, name) < 1:
+            raise ReslabError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+    if cfg.batch > cfg.n_images:
+        raise ReslabError(f"batch ({cfg.batch}) must not exceed n_images ({cfg.n_images})")
+    if cfg.steps < 0 or cfg.lr <= 0 or not 0 <= cfg.momentum < 1:
+        raise ReslabError(f"need steps >= 0, lr > 0, 0 <= momentum < 1; got {cfg.steps}, {cfg.lr}, {cfg.momentum}")
 
 
 def linears(net: nn.Module) -> list[nn.Linear]:
@@ -58,6 +76,48 @@ def weight_grad_norms(net: nn.Module) -> list[float]:
     from reslab.probes import layer_grad_norms
 
     return list(layer_grad_norms(net).values())
+
+
+def spectral_norms(layers: list[nn.Linear]) -> list[float]:
+    """‖W‖₂, the largest singular value of each weight, in float64."""
+    return [torch.linalg.matrix_norm(m.weight.detach().double(), ord=2).item() for m in layers]
+
+
+class LayerOutputs:
+    """Keeps each Linear layer's output ``h_l`` during a forward pass so that, after
+    ``backward()``, :meth:`grad_norms` gives ‖∂L/∂h_l‖ (the backpropagated gradient, over
+    the whole batch).  Use as a context manager; :meth:`clear` before each forward pass."""
+
+    def __init__(self, layers: list[nn.Linear], retain_grad: bool = True):
+        self.layers, self.retain_grad = layers, retain_grad
+        self.outputs: list[torch.Tensor] = []
+        self._handles: list = []
+
+    def __enter__(self) -> "LayerOutputs":
+        self._handles = [m.register_forward_hook(self._hook) for m in self.layers]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+    def _hook(self, module, inputs, output) -> None:  # returns None: the output is unchanged
+        if self.retain_grad and output.requires_grad:
+            output.retain_grad()
+        self.outputs.append(output)
+
+    def clear(self) -> None:
+        self.outputs = []
+
+    def grad_norms(self) -> list[float]:
+        """‖∂L/∂h_l‖ for l = 0 .. depth, in float64 (NaN where no gradient was kept)."""
+        return [o.grad.detach().double().norm().item() if o.grad is not None else float("nan")
+                for o in self.outputs]
+
+    def rms(self) -> list[float]:
+        """Root mean square of each layer's output."""
+        return [o.detach().double().pow(2).mean().sqrt().item() for o in self.outputs]
 
 
 def load_flat(dataset: str, n_images: int, data_dir: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,16 +150,27 @@ def floats(values) -> np.ndarray:
     return np.array([num(v) for v in values], dtype=float)
 
 
-def mean_std(values) -> dict[str, float]:
-    """mean ± std (ddof 0) of the ratios and of their log10 (zeros clamped at FLOAT32_TINY)."""
+def log_summary(values) -> dict[str, Any]:
+    """Ratios summarised on a log scale, over seeds: :func:`stats.summary` of their log10
+    (``mean``, ``half``, ``lo``, ``hi`` are in decades) plus ``geo`` = 10**mean, the
+    geometric mean.  Ratios span tens of decades, so their arithmetic mean would be the
+    largest seed's.  Zero or non-finite ratios are left out and counted in ``dropped``."""
     v = floats(values)
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return {"mean": float("nan"), "std": float("nan"), "log10_mean": float("nan"),
-                "log10_std": float("nan"), "n": 0, "underflow": 0}
-    logs = np.log10(np.maximum(v, FLOAT32_TINY))
-    return {"mean": float(v.mean()), "std": float(v.std()), "log10_mean": float(logs.mean()),
-            "log10_std": float(logs.std()), "n": int(v.size), "underflow": int((v == 0).sum())}
+    ok = np.isfinite(v) & (v > 0)
+    s = stats.summary(np.log10(v[ok]).tolist())
+    s["geo"] = None if s["mean"] is None else 10 ** s["mean"]
+    s["dropped"] = int((~ok).sum())
+    return s
+
+
+def decades(s: dict[str, Any]) -> str:
+    """A :func:`log_summary` as text: ``3.2e-05 (×/÷ 1.4, 95% CI, n=3)``."""
+    if s.get("geo") is None:
+        return "n/a"
+    extra = f", {s['dropped']} non-finite or zero left out" if s.get("dropped") else ""
+    if s.get("half") is None:
+        return f"{s['geo']:.2g} (n={s['n']}, no interval{extra})"
+    return f"{s['geo']:.2g} (×/÷ {10 ** s['half']:.3g}, 95% CI, n={s['n']}{extra})"
 
 
 def save_figure(fig, path: Path) -> Path:

@@ -1,7 +1,6 @@
 """Figures of the shattered-gradients experiment (Balduzzi et al. 2017, Figs. 1-3), drawn
 from the saved results dict alone (``results["data"]`` and ``results["config"]``), so
-that they can be redrawn from results.json.  Re-exported as
-:func:`reslab.experiments.shattered.plot`.
+that they can be redrawn from results.json.
 """
 
 from __future__ import annotations
@@ -38,15 +37,19 @@ def plot(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
         axes[1, j].set_xticks([]), axes[1, j].set_yticks([])
     axes[0, 0].set_ylabel("df/dx (seed 0)")
     axes[1, 0].set_ylabel(f"covariance over {len(g)} seeds")
-    fig.suptitle(f"Shattered gradients (Balduzzi et al. Fig. 1); BN {cfg['bn']}", fontsize=10)
+    fig.suptitle(f"Shattered gradients (Balduzzi et al. Fig. 1); BN {cfg['bn']}, block {cfg.get('block', 'preact')}",
+                 fontsize=10)
     paths.append(_save(fig, out / "shattered_fig1_gradients.png"))
 
     # Fig. 2: autocorrelation functions over depth, per kind.
     kinds = [k for k in data["acf"] if "noise" not in k]
+    context = data.get("context") or {}
     fig, axes = plt.subplots(1, len(kinds) + 1, figsize=(3.6 * (len(kinds) + 1), 3.4))
     for ax, kind in zip(axes, kinds):
         for depth, acf in data["acf"][kind].items():
             ax.plot(acf["mean"], label=f"L={depth}")
+        for depth, acf in context.get("acf", {}).get(kind, {}).items():
+            ax.plot(acf["mean"], "r-.", lw=0.9, label=f"L={depth}, {context['block']} block")
         for noise, style in (("brown noise", ":"), ("white noise", "--")):
             ax.plot(data["acf"][noise]["mean"], "k" + style, lw=0.8, label=noise)
         ax.set_title(kind.replace("_", " "), fontsize=10)
@@ -58,10 +61,12 @@ def plot(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
     for kind in kinds:
         d = data["lag1"][kind]
         L = [int(k) for k in d]
-        ax.errorbar(L, [d[k]["mean"] for k in d], yerr=[d[k]["std"] for k in d], marker="o", capsize=2,
+        ax.errorbar(L, [d[k]["mean"] for k in d], yerr=[d[k].get("half") or 0 for k in d], marker="o", capsize=2,
                     label=kind.replace("_", " "))
     ax.axhspan(-cfg["white_tol"], cfg["white_tol"], color="0.85", label="white-noise band")
-    ax.set_xscale("log"), ax.set_xlabel("depth L (hidden layers)"), ax.set_ylabel("lag-1 autocorrelation")
+    if "noise" in data:
+        ax.axhline(data["noise"]["brown noise"]["lag1"]["mean"], color="k", ls=":", lw=0.8, label="brown noise")
+    ax.set_xscale("log"), ax.set_xlabel("depth L (hidden layers)"), ax.set_ylabel("lag-1 autocorrelation (95% CI)")
     ax.set_xticks(cfg["depths"], [str(d) for d in cfg["depths"]])
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.legend(fontsize=7)

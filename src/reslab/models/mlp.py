@@ -1,30 +1,50 @@
 """Fully connected nets, plain and residual: the scalar nets of Balduzzi et al. 2017
 (arXiv 1702.08591), also usable on flattened images.
 
-``depth`` counts hidden layers, i.e. nonlinearities.  Both kinds are one code path::
+``depth`` counts hidden layers, i.e. nonlinearities.  Hidden layer k computes
+``a_k = act(BN(W_k a_{k-1}))`` in a plain net; a ResNet adds a skip around every hidden
+layer but the first (whose input is the scalar x, of another width), scaled by ``beta``
+(Balduzzi et al. §5, "β-rescaling").  Where the skip sits is the ``block`` option, named
+by what the residual branch computes:
 
-    stem   Linear(in_features, width)
-    blocks (depth - 1) x  [x +] beta * branch(x),   branch = [BN] → act → Linear(width, width)
-    head   [BN] → act → Linear(width, out_features)
+``block="postact"`` (default)
+    ``a_k = a_{k-1} + beta * act(BN(W_k a_{k-1}))``: the branch is Linear → [BN] → act.
+    Module tree: ``stem`` Linear(in, width), ``stem_act`` [BN] → act, ``blocks`` (depth - 1)
+    x ``[a +] beta * branch(a)`` with branch = Linear → [BN] → act, ``head`` Linear(width, out).
+``block="preact"``
+    ``z_k = z_{k-1} + beta * W_k act(BN(z_{k-1}))``: the branch is [BN] → act → Linear, the
+    pre-activation unit of He et al. 2016b (arXiv 1603.05027).  Module tree: ``stem``
+    Linear(in, width), ``blocks`` (depth - 1) x ``[z +] beta * branch(z)`` with branch =
+    [BN] → act → Linear, ``head`` [BN] → act → Linear(width, out).
 
-A plain net (``residual=False``) computes ``branch(x)`` in each block, which is exactly the
-textbook ``(Linear → [BN] → act) x depth → Linear``.  A ResNet adds the skip around each
-block's pre-activation branch (He et al. 2016b, arXiv 1603.05027, as Balduzzi et al. use)
-and scales the branch by ``beta`` (Balduzzi §5, "β-rescaling").  The two differ *only* by
-the skips: same layers, same parameter count, same weights for the same seed
-(:meth:`MLP.set_skips` switches a built net between the two).
+What the paper says, and what was not verified: Balduzzi et al. describe their Fig. 1
+nets as a 1-layer and a 24-layer feedforward net and a 50-layer ResNet, and Fig. 1(c)
+shows the ResNet's df/dx looking like brown noise (Fig. 1(d)).  The exact order of
+Linear, BN, ReLU and β inside their residual block could not be read from a copy of the
+paper's text available to this project, so neither layout is claimed to be theirs.  The
+default, ``postact``, is the one that reproduces Fig. 1(c) under this repository's
+conventions (BN statistics over the 256-point grid, held fixed for df/dx): its 50-layer
+β = 1 ResNet has a lag-1 autocorrelation of df/dx near brown noise's, while ``preact``
+stays well below (both are measured and reported by ``reslab shattered``).
 
-Counts (pinned in tests/test_mlp.py): ``depth + 1`` Linear layers, ``depth`` activations,
-``depth`` BatchNorms (with BN), ``depth - 1`` skips (residual).  So the paper's
-"1-layer net" is ``mlp(1)`` (one hidden layer of 200 units, no skips), its "24-layer
-feedforward net" is ``mlp(24)`` and its "50-layer ResNet" is ``mlp(50, residual=True)``
-(50 nonlinear layers, 49 residual blocks).
+For a *plain* net (``residual=False``) the two layouts compute the same function,
+``(Linear → [BN] → act) x depth → Linear``, with the same weights for the same seed: the
+Linear layers are created in the same order and carry the same names (``stem``,
+``blocks.i.branch.fc``, ``head.fc``) in both trees.  A ResNet differs from the plain net
+of its seed *only* by the skips (:meth:`MLP.set_skips` switches a built net between the two).
+
+Counts (pinned in tests/test_mlp.py), either layout: ``depth + 1`` Linear layers,
+``depth`` activations, ``depth`` BatchNorms (with BN), ``depth - 1`` skips (residual).  So
+the paper's "1-layer net" is ``mlp(1)`` (one hidden layer of 200 units, no skips), its
+"24-layer feedforward net" is ``mlp(24)`` and its "50-layer ResNet" is
+``mlp(50, residual=True)`` (50 nonlinear layers, 49 residual blocks).
 
 Initialisation: every Linear weight is He et al. 2015 Eq. 10, N(0, 2/fan_in) (Kaiming
 normal, fan_in, ReLU gain), whatever the activation.  Biases (``bias=True``) keep PyTorch's
 uniform(±1/sqrt(fan_in)) draw, so a net without BN is *not* positively homogeneous;
-``bias=False`` gives the zero-bias, homogeneous case (see DESIGN.md's traps).  BN starts
-at weight 1, bias 0.
+``bias=False`` gives the zero-bias case, where a ReLU net without BN is positively
+homogeneous and, on a scalar input, has a piecewise-constant df/dx with very few pieces.
+BN starts at weight 1, bias 0.
 """
 
 from __future__ import annotations
@@ -52,13 +72,29 @@ class HeLinear(nn.Linear):
             nn.init.uniform_(self.bias, -bound, bound)
 
 
-def _unit(width: int, out: int, batchnorm: bool, activation: str, bias: bool) -> nn.Sequential:
-    """[BN] → act → Linear(width, out): one pre-activation unit (a branch, or the head)."""
+BLOCKS = ("postact", "preact")
+
+
+def _unit(width: int, out: int, batchnorm: bool, activation: str, bias: bool, layout: str) -> nn.Sequential:
+    """One hidden layer as a module: ``preact``: [BN] → act → Linear(width, out);
+    ``postact``: Linear(width, out) → [BN] → act.  Children are named bn, act, fc."""
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    if layout == "postact":
+        layers["fc"] = HeLinear(width, out, bias=bias)
+    if batchnorm:
+        layers["bn"] = nn.BatchNorm1d(out if layout == "postact" else width)
+    layers["act"] = ACTIVATIONS[activation]()
+    if layout == "preact":
+        layers["fc"] = HeLinear(width, out, bias=bias)
+    return nn.Sequential(layers)
+
+
+def _norm_act(width: int, batchnorm: bool, activation: str) -> nn.Sequential:
+    """[BN] → act: the first hidden layer's nonlinearity in the ``postact`` layout."""
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     if batchnorm:
         layers["bn"] = nn.BatchNorm1d(width)
     layers["act"] = ACTIVATIONS[activation]()
-    layers["fc"] = HeLinear(width, out, bias=bias)
     return nn.Sequential(layers)
 
 
@@ -86,15 +122,21 @@ class MLP(nn.Module):
     are flattened to that), output ``(N, out_features)``."""
 
     def __init__(self, depth: int, width: int, residual: bool, batchnorm: bool, beta: float,
-                 activation: str, bias: bool, in_features: int, out_features: int):
+                 activation: str, bias: bool, in_features: int, out_features: int, block: str = "postact"):
         super().__init__()
-        self.depth, self.width, self.residual, self.beta = depth, width, residual, beta
+        self.depth, self.width, self.residual, self.beta, self.block = depth, width, residual, beta, block
+        # Linear layers are created in forward order in both layouts (same weights per seed).
         self.stem = HeLinear(in_features, width, bias=bias)
+        if block == "postact":
+            self.stem_act = _norm_act(width, batchnorm, activation)
         self.blocks = nn.Sequential(*[
-            MLPBlock(_unit(width, width, batchnorm, activation, bias), residual, beta)
+            MLPBlock(_unit(width, width, batchnorm, activation, bias, block), residual, beta)
             for _ in range(depth - 1)
         ])
-        self.head = _unit(width, out_features, batchnorm, activation, bias)
+        if block == "postact":
+            self.head = nn.Sequential(OrderedDict(fc=HeLinear(width, out_features, bias=bias)))
+        else:
+            self.head = _unit(width, out_features, batchnorm, activation, bias, block)
 
     def set_skips(self, residual: bool, beta: float = 1.0) -> "MLP":
         """Switch the skips on or off in place, keeping every weight: the plain net and the
@@ -107,7 +149,10 @@ class MLP(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.blocks(self.stem(x.reshape(x.shape[0], -1))))
+        z = self.stem(x.reshape(x.shape[0], -1))
+        if self.block == "postact":
+            z = self.stem_act(z)
+        return self.head(self.blocks(z))
 
 
 def _check_int(name: str, value, minimum: int) -> None:
@@ -116,7 +161,8 @@ def _check_int(name: str, value, minimum: int) -> None:
 
 
 def mlp(depth: int, width: int = 200, residual: bool = False, batchnorm: bool = True, beta: float = 1.0,
-        activation: str = "relu", bias: bool = True, in_features: int = 1, out_features: int = 1) -> MLP:
+        activation: str = "relu", bias: bool = True, in_features: int = 1, out_features: int = 1,
+        block: str = "postact") -> MLP:
     """A fully connected net with ``depth`` hidden layers of ``width`` units (see module docstring).
 
     >>> mlp(24).depth, sum(isinstance(m, nn.Linear) for m in mlp(24).modules())
@@ -126,6 +172,8 @@ def mlp(depth: int, width: int = 200, residual: bool = False, batchnorm: bool = 
     _check_int("width", width, 1)
     _check_int("in_features", in_features, 1)
     _check_int("out_features", out_features, 1)
+    if block not in BLOCKS:
+        raise ReslabError(f"mlp: unknown block {block!r}; valid: {', '.join(BLOCKS)}")
     if activation not in ACTIVATIONS:
         raise ReslabError(f"mlp: unknown activation {activation!r}; valid: {', '.join(ACTIVATIONS)}")
     if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not math.isfinite(beta) or beta <= 0:
@@ -133,4 +181,4 @@ def mlp(depth: int, width: int = 200, residual: bool = False, batchnorm: bool = 
     if not residual and beta != 1.0:
         raise ReslabError(f"mlp: beta scales the residual branch; it needs residual=True (got beta={beta})")
     return MLP(int(depth), int(width), bool(residual), bool(batchnorm), float(beta), activation, bool(bias),
-               int(in_features), int(out_features))
+               int(in_features), int(out_features), block)

@@ -3,7 +3,7 @@
 Everything here works on any model that maps a batch ``(N, 1)`` to ``(N, 1)``, or a batch
 of any shape to one scalar per sample.
 
-BatchNorm choice (DESIGN.md trap): a BN layer normalises with the statistics of the
+BatchNorm choice: a BN layer normalises with the statistics of the
 *grid* (the batch of N inputs), and those statistics are held fixed when differentiating:
 ``df(x_i)/dx_i`` treats each layer's mean and variance as constants.  The outputs are then
 exactly the train-mode outputs on the grid, samples no longer interact, and one backward

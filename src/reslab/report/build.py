@@ -15,15 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from reslab.errors import ReslabError
-from reslab.experiments import EXPERIMENTS
-from reslab.experiments.base import RESULTS_FILE
+from reslab.experiments import EXPERIMENTS as TITLES
+from reslab.experiments.base import NOT_REPRODUCED, OUTCOMES, PARTLY, REPRODUCED, RESULTS_FILE
 
-TITLES = {
-    "vanishing": "Vanishing gradients",
-    "exploding": "Exploding gradients",
-    "shattered": "Shattered gradients (Balduzzi et al. 2017)",
-    "degradation": "The degradation problem (He et al. 2016)",
-}
+EXPERIMENTS = list(TITLES)
 
 
 def collect(out_dir: Path) -> dict[str, dict[str, Any] | None]:
@@ -69,45 +64,55 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     return rows
 
 
-def _section_conditions(res: dict) -> str:
+def outcome_of(res: dict) -> str:
+    """A result's outcome; results written before verdicts had parts carry only a flag."""
+    v = res["verdict"]
+    return v.get("outcome") or (REPRODUCED if v.get("reproduced") else NOT_REPRODUCED)
+
+
+def _scope(res: dict) -> str:
+    """Scale, data, budget, seeds and interval: printed beside each verdict."""
+    s = {"scale": res["config"].get("scale"), "seeds": res["config"].get("seeds"), **res.get("scope", {})}
     c = res["conditions"]
-    return (f"Ran {res.get('seconds', 0):.0f} s with {c['torch_threads']} torch thread(s), "
-            f"{res['config'].get('seeds')} seed(s), at {c['date']}.")
+    return ("; ".join(f"{k}: {v}" for k, v in s.items() if v is not None)
+            + f". Ran {res.get('seconds', 0):.0f} s with {c['torch_threads']} torch thread(s) at {c['date']}.")
 
 
-def _overall(results: dict[str, dict | None]) -> dict[str, Any]:
+def headline(results: dict[str, dict | None]) -> str:
+    """"2 of 4 claims reproduced, 1 partly, 1 not": partial results count as partial."""
+    ran = [outcome_of(r) for r in results.values() if r]
+    counts = {o: ran.count(o) for o in OUTCOMES}
+    return (f"{counts[REPRODUCED]} of {len(ran)} claims reproduced, {counts[PARTLY]} partly, "
+            f"{counts[NOT_REPRODUCED]} not reproduced.")
+
+
+def _parts(res: dict) -> list[tuple[str, str, str, str]]:
+    return [(p["name"], p["criterion"], p["observed"], "yes" if p["passed"] else "NO")
+            for p in res["verdict"].get("parts", [])]
+
+
+def _conditions_line(results: dict[str, dict | None]) -> str:
     ran = [r for r in results.values() if r]
-    cond = ran[0]["conditions"]
+    c = ran[0]["conditions"]
     seeds = {r["experiment"]: r["config"].get("seeds") for r in ran}
-    return {"conditions": cond, "seeds": seeds, "seconds": sum(r.get("seconds", 0) for r in ran),
-            "reproduced": sum(1 for r in ran if r["verdict"]["reproduced"]), "ran": len(ran)}
+    return (f"Conditions: {c['cpu']} ({c['cores']} cores{', ' + ' '.join(c.get('cpu_flags', [])) if c.get('cpu_flags') else ''}), "
+            f"torch {c['torch']}, reslab {c.get('reslab', '?')}, Python {c['python']}, GPU: {c['cuda'] or 'none'}; "
+            f"run at {c['date']}" + (f" by `{c['command']}`" if c.get("command") else "")
+            + f". Seeds per experiment: {_fmt(seeds)}. "
+            f"Total experiment time {sum(r.get('seconds', 0) for r in ran):.0f} s.")
 
 
-def _degradation_table(res: dict) -> list[tuple[str, str, str]]:
-    from reslab.experiments.degradation import paper_table
-
-    on_cifar = res["config"].get("dataset") == "cifar10" and res["config"].get("recipe") == "he2016"
-    rows = []
-    for name, measured, paper in paper_table(res):
-        rows.append((name, "n/a" if measured is None else f"{measured:.2f}",
-                     (f"{paper:.2f}" if paper is not None else "curve only (Fig. 6)") if on_cifar else
-                     "(CIFAR-10 he2016 only)"))
-    return rows
+PART_HEAD = ["part of the claim", "criterion (fixed before the run)", "measured", "met"]
 
 
 def render_markdown(out_dir: Path, results: dict[str, dict | None]) -> str:
-    o = _overall(results)
-    c = o["conditions"]
-    lines = ["# reslab: the depth problems of neural nets, reproduced", "",
-             f"{o['reproduced']} of {o['ran']} claims reproduced. Total experiment time {o['seconds']:.0f} s.", "",
-             f"Conditions: {c['cpu']} ({c['cores']} cores), torch {c['torch']}, "
-             f"Python {c['python']}, GPU: {c['cuda'] or 'none'}; run at {c['date']}. "
-             f"Seeds per experiment: {_fmt(o['seeds'])}.", "",
-             "| claim | verdict | time |", "|---|---|---|"]
+    lines = ["# reslab: the depth problems of neural nets, reproduced", "", headline(results), "",
+             _conditions_line(results), "", "| claim | verdict | time |", "|---|---|---|"]
     for name, res in results.items():
         if res:
-            mark = "reproduced" if res["verdict"]["reproduced"] else "**not reproduced**"
-            lines.append(f"| [{TITLES[name]}](#{name}) | {mark} | {res.get('seconds', 0):.0f} s |")
+            o = outcome_of(res)
+            lines.append(f"| [{TITLES[name]}](#{name}) | {o if o == REPRODUCED else f'**{o}**'} | "
+                         f"{res.get('seconds', 0):.0f} s |")
         else:
             lines.append(f"| {TITLES[name]} | not run | |")
     for name, res in results.items():
@@ -115,16 +120,20 @@ def render_markdown(out_dir: Path, results: dict[str, dict | None]) -> str:
             continue
         v = res["verdict"]
         lines += ["", f"<a id=\"{name}\"></a>", f"## {TITLES[name]}", "", f"> {res['claim']}", "",
-                  f"**Verdict: {'reproduced' if v['reproduced'] else 'NOT reproduced'}.** {v['summary']}", "",
-                  f"_{_section_conditions(res)}_", ""]
+                  f"**Verdict: {outcome_of(res)}.** {v['summary']}", "", f"_{_scope(res)}_", ""]
+        if _parts(res):
+            lines += ["| " + " | ".join(PART_HEAD) + " |", "|---|---|---|---|"]
+            lines += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in _parts(res)]
+            lines.append("")
         for fig in figures(out_dir, name):
             lines.append(f"![{name}: {fig.stem}]({os.path.relpath(fig, out_dir)})")
-        if name == "degradation":
-            lines += ["", "| net | measured test error % | paper (Table 6, CIFAR-10) % |", "|---|---|---|"]
-            lines += [f"| {a} | {b} | {p} |" for a, b, p in _degradation_table(res)]
-        lines += ["", "| number | value |", "|---|---|"]
+        for t in res["data"].get("tables", []):
+            lines += ["", f"**{t['title']}**", "", "| " + " | ".join(t["head"]) + " |",
+                      "|" + "---|" * len(t["head"])]
+            lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in t["rows"]]
+        lines += ["", "<details><summary>numbers</summary>", "", "| number | value |", "|---|---|"]
         lines += [f"| {k} | {_fmt(val)} |" for k, val in _flatten(v["numbers"])]
-        lines += ["", "<details><summary>settings</summary>", "", "| setting | value |", "|---|---|"]
+        lines += ["", "</details>", "", "<details><summary>settings</summary>", "", "| setting | value |", "|---|---|"]
         lines += [f"| {k} | {_fmt(val)} |" for k, val in res["config"].items()]
         lines += ["", "</details>"]
     return "\n".join(lines) + "\n"
@@ -133,46 +142,45 @@ def render_markdown(out_dir: Path, results: dict[str, dict | None]) -> str:
 _CSS = """body{font:15px/1.5 system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 h1{font-size:1.7em}h2{border-top:1px solid #ddd;padding-top:1em;margin-top:2em}
 blockquote{margin:0;padding:.5em 1em;border-left:4px solid #8ab;background:#f5f8fa}
-.ok{color:#176b2c;font-weight:600}.no{color:#a3171b;font-weight:600}
+.ok{color:#176b2c;font-weight:600}.partly{color:#9a5b00;font-weight:600}.no{color:#a3171b;font-weight:600}
+.scope{color:#444;font-size:.92em;background:#f7f7f2;padding:.3em .6em}
 table{border-collapse:collapse;margin:.8em 0}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;font-size:.9em}
 img{max-width:100%;border:1px solid #eee;margin:.5em 0}details{margin:.5em 0}code{background:#f3f3f3}"""
 
+_CLASS = {REPRODUCED: "ok", PARTLY: "partly", NOT_REPRODUCED: "no"}
 
-def _table(head: list[str], rows: list[tuple]) -> str:
+
+def _table(head: list[str], rows: list) -> str:
     th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
     return f"<table><tr>{th}</tr>{body}</table>"
 
 
 def render_html(out_dir: Path, results: dict[str, dict | None]) -> str:
-    o = _overall(results)
-    c = o["conditions"]
     e = html.escape
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>reslab report</title><style>{_CSS}</style>"
              "</head><body><h1>reslab: the depth problems of neural nets, reproduced</h1>",
-             f"<p>{o['reproduced']} of {o['ran']} claims reproduced. Total experiment time {o['seconds']:.0f} s.</p>",
-             f"<p>Conditions: {e(str(c['cpu']))} ({c['cores']} cores), "
-             f"torch {e(c['torch'])}, Python {e(c['python'])}, GPU: {e(str(c['cuda'] or 'none'))}; run at {e(c['date'])}. "
-             f"Seeds per experiment: {e(_fmt(o['seeds']))}.</p>"]
-    rows = []
-    for name, res in results.items():
-        verdict = ("reproduced" if res["verdict"]["reproduced"] else "NOT reproduced") if res else "not run"
-        rows.append((TITLES[name], verdict, f"{res.get('seconds', 0):.0f} s" if res else ""))
+             f"<p><strong>{e(headline(results))}</strong></p><p>{e(_conditions_line(results))}</p>"]
+    rows = [(TITLES[name], outcome_of(res) if res else "not run", f"{res.get('seconds', 0):.0f} s" if res else "")
+            for name, res in results.items()]
     parts.append(_table(["claim", "verdict", "time"], rows))
     for name, res in results.items():
         if not res:
             continue
         v = res["verdict"]
-        cls, word = ("ok", "Reproduced") if v["reproduced"] else ("no", "Not reproduced")
+        o = outcome_of(res)
         parts.append(f"<h2 id='{name}'>{e(TITLES[name])}</h2><blockquote>{e(res['claim'])}</blockquote>"
-                     f"<p><span class='{cls}'>{word}.</span> {e(v['summary'])}</p>"
-                     f"<p><em>{e(_section_conditions(res))}</em></p>")
+                     f"<p><span class='{_CLASS[o]}'>{e(o.capitalize())}.</span> {e(v['summary'])}</p>"
+                     f"<p class='scope'>{e(_scope(res))}</p>")
+        if _parts(res):
+            parts.append(_table(PART_HEAD, _parts(res)))
         for fig in figures(out_dir, name):
             data = base64.b64encode(fig.read_bytes()).decode("ascii")
             parts.append(f"<img alt='{e(name)}: {e(fig.stem)}' src='data:image/png;base64,{data}'>")
-        if name == "degradation":
-            parts.append(_table(["net", "measured test error %", "paper (Table 6, CIFAR-10) %"], _degradation_table(res)))
-        parts.append(_table(["number", "value"], [(k, _fmt(val)) for k, val in _flatten(v["numbers"])]))
+        for t in res["data"].get("tables", []):
+            parts.append(f"<p><strong>{e(t['title'])}</strong></p>" + _table(t["head"], t["rows"]))
+        parts.append("<details><summary>numbers</summary>"
+                     + _table(["number", "value"], [(k, _fmt(val)) for k, val in _flatten(v["numbers"])]) + "</details>")
         parts.append("<details><summary>settings</summary>" +
                      _table(["setting", "value"], [(k, _fmt(val)) for k, val in res["config"].items()]) + "</details>")
     parts.append("</body></html>")

@@ -1,0 +1,95 @@
+"""Figures of the degradation experiment, from saved results only.
+
+* ``degradation.png``: He et al. Fig. 6 style, one panel per kind (plain, residual):
+  training error (thin, dashed: mean over seeds, shaded: lowest to highest seed) and
+  test error (bold: mean over seeds) against iterations, one colour per depth.
+* ``degradation_final.png``: each seed's final training error per net (dots), with the
+  mean and its 95% confidence interval: the numbers the verdict judges.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reslab.experiments import stats
+
+
+def _by_kind(nets: dict) -> dict[str, list[tuple[int, dict]]]:
+    out: dict[str, list[tuple[int, dict]]] = {}
+    for n in sorted(nets.values(), key=lambda n: n["depth"]):
+        out.setdefault(n["kind"], []).append((n["depth"], n))
+    return out
+
+
+def _stack(runs: list[dict], x_key: str, y_key: str) -> tuple[np.ndarray, np.ndarray]:
+    """Curves of all seeds on their common iterations: (x, seeds x points)."""
+    n = min(len(r["curve"][x_key]) for r in runs)
+    x = np.asarray(runs[0]["curve"][x_key][:n], float)
+    y = np.asarray([[np.nan if v is None else v for v in r["curve"][y_key][:n]] for r in runs], float)
+    return x, y
+
+
+def plot(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg, nets = results["config"], results["data"]["nets"]
+    kinds = _by_kind(nets)
+    depths = sorted({n["depth"] for n in nets.values()})
+    colour = {d: plt.cm.viridis_r(0.15 + 0.7 * i / max(1, len(depths) - 1)) for i, d in enumerate(depths)}
+    paths = []
+
+    fig, axes = plt.subplots(1, len(kinds), figsize=(5.5 * len(kinds), 4), sharey=True, squeeze=False)
+    for ax, (kind, rows) in zip(axes[0], kinds.items()):
+        for depth, n in rows:
+            c = colour[depth]
+            x, y = _stack(n["runs"], "iteration", "train_error")
+            ax.plot(x, y.mean(0), "--", lw=1, color=c)
+            if len(y) > 1:
+                ax.fill_between(x, y.min(0), y.max(0), color=c, alpha=0.15, lw=0)
+            xe, ye = _stack(n["runs"], "eval_iteration", "test_error")
+            if len(xe):
+                ax.plot(xe, np.nanmean(ye, 0), "-o", lw=2.2, ms=3.5, color=c, label=f"{kind}-{depth}")
+        ax.set_title(f"{'plain' if kind == 'plain' else 'residual'} nets, {len(rows[0][1]['runs'])} seed(s)")
+        ax.set_xlabel("iteration")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    axes[0][0].set_ylabel("error (dashed: training, band: seed range; bold: test)")
+    fig.suptitle(f"Degradation: {cfg['dataset']}, {cfg['iterations']} iterations of {cfg['batch_size']}, "
+                 f"width {cfg['width']:g}, recipe {cfg['recipe']}")
+    fig.tight_layout()
+    paths.append(_save(fig, out / "degradation.png"))
+
+    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(nets), 3.8))
+    order = [n for rows in kinds.values() for _, n in rows]
+    for i, n in enumerate(order):
+        vals = [r["final_train_error"] for r in n["runs"]]
+        s = stats.summary(vals)
+        ax.plot(np.full(len(vals), i, float) + np.linspace(-0.12, 0.12, len(vals)), vals, "o", ms=4,
+                color=colour[n["depth"]], alpha=0.7)
+        if s["half"] is not None:
+            ax.errorbar(i + 0.3, s["mean"], yerr=s["half"], fmt="_", ms=14, color="k", capsize=4)
+        elif s["mean"] is not None:
+            ax.plot(i + 0.3, s["mean"], "_", ms=14, color="k")
+    ax.set_xticks(range(len(order)), [f"{n['kind']}-{n['depth']}" for n in order])
+    ax.set_ylabel("final training error")
+    ax.set_title("per seed (dots); mean ± 95% CI (black)")
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    paths.append(_save(fig, out / "degradation_final.png"))
+    return paths
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,127 @@
+"""Figures of the vanishing-gradient experiment, drawn from saved results only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reslab.experiments.fcnets import MAX_DERIVATIVE, floats, log_summary, save_figure
+
+COLOURS = {"sigmoid": "tab:red", "tanh": "tab:orange", "relu": "tab:green", "relu+bn": "tab:blue"}
+
+
+def plot(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg, data = results["config"], results["data"]
+    depths, acts = [int(d) for d in cfg["depths"]], list(cfg["activations"])
+    paths = []
+
+    # 1. σ and σ'; the product over L layers: measured, σ' bound alone, bound with the weights
+    sig, ex = data["sigmoid"], data["example"]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    a.plot(sig["x"], sig["sigmoid"], label="σ(x)")
+    a.plot(sig["x"], sig["derivative"], label="σ'(x) = σ(x)(1 − σ(x))")
+    a.axhline(0.25, color="grey", ls=":")
+    a.plot([sig["argmax"]], [sig["max_derivative"]], "ko")
+    a.annotate(f"max {sig['max_derivative']:.3g} at x={sig['argmax']:g}", (sig["argmax"], sig["max_derivative"]),
+               textcoords="offset points", xytext=(8, 8))
+    a.set(xlabel="x", title="the sigmoid's derivative is at most 1/4")
+    a.legend(loc="center right")
+    ls = np.arange(1, max(depths + [ex["factors"]]) + 1)
+    b.semilogy(ls, 0.25 ** ls, color="grey", ls="--", label="σ' bound alone, 0.25^L (weights' gain excluded)")
+    if "sigmoid" in acts:
+        recs = [data["nets"]["sigmoid"][str(d)] for d in depths]
+        wb = [log_summary([float(np.prod(0.25 * floats(w))) for w in r["wnorm_init"]]) for r in recs]
+        b.semilogy(depths, [s["geo"] for s in wb], "s-", color="black", mfc="none",
+                   label="bound with measured weights, ∏ 0.25·‖W_l‖₂")
+        m = [log_summary(r["act_ratio_init"]) for r in recs]
+        b.errorbar(depths, [s["geo"] for s in m], yerr=_log_err(m), fmt="o", color=COLOURS["sigmoid"], capsize=3,
+                   label="measured ‖∂L/∂h_0‖ / ‖∂L/∂h_L‖ (init)")
+    n = ex["factors"]
+    b.semilogy([n], [ex["sigma_bound"]], "*", color="grey", ms=12, label=f"claim's example: 0.25^{n}")
+    b.semilogy([n], [log_summary(ex["weight_bound"])["geo"]], "*", color="black", ms=12, mfc="none",
+               label=f"ten sigmoid layers: ∏_{{l≤{n}}} 0.25·‖W_l‖₂")
+    b.semilogy([n], [log_summary(ex["ratio"])["geo"]], "*", color=COLOURS["sigmoid"], ms=12,
+               label="ten sigmoid layers: measured ‖∂L/∂h_0‖ / ‖∂L/∂h_9‖")
+    b.set(xlabel="L: sigmoid layers the gradient passes back through", ylabel="gradient factor",
+          title="product over L layers (geometric mean over seeds, 95% CI)")
+    b.legend(fontsize=7)
+    fig.tight_layout()
+    paths.append(save_figure(fig, out / "vanishing_sigmoid.png"))
+
+    # 2. the per-layer backward factor and what it is made of, deepest net, mean over seeds
+    d = max(depths)
+    fig, axes = plt.subplots(1, len(acts), figsize=(4.2 * len(acts), 3.8), squeeze=False)
+    for ax, act in zip(axes[0], acts):
+        rec = data["nets"][act][str(d)]
+        g = np.array([floats(v) for v in rec["act_init"]])
+        f = np.exp(np.log(g[:, :-1] / g[:, 1:]).mean(axis=0))
+        ds = np.array([floats(v) for v in rec["dsigma_init"]]).mean(axis=0)
+        w = np.array([floats(v) for v in rec["wnorm_init"]]).mean(axis=0)
+        layers = np.arange(1, d + 1)
+        ax.semilogy(layers, f, "o-", ms=3, color=COLOURS.get(act), label="measured ‖∂L/∂h_{l-1}‖/‖∂L/∂h_l‖")
+        ax.semilogy(layers, ds, ":", color="tab:purple", label="mean σ'(z)")
+        ax.semilogy(layers, w, ":", color="tab:brown", label="‖W_l‖₂")
+        ax.semilogy(layers, ds * w, "--", color="black", label="mean σ'(z) · ‖W_l‖₂")
+        base_act = act.removesuffix("+bn")
+        if not act.endswith("+bn"):
+            ax.semilogy(layers, MAX_DERIVATIVE[base_act] * w, "-", color="grey",
+                        label=f"bound {MAX_DERIVATIVE[base_act]:g}·‖W_l‖₂")
+        ax.axhline(1, color="grey", lw=0.5)
+        ax.set(title=f"{act}, depth {d}" + (" (σ'·‖W‖ omits BN)" if act.endswith("+bn") else ""),
+               xlabel="layer l (input → output)")
+    axes[0][0].set_ylabel("backward factor at init")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    paths.append(save_figure(fig, out / "vanishing_factors.png"))
+
+    # 3. per-layer weight-gradient norms
+    fig, axes = plt.subplots(2, len(depths), figsize=(4 * len(depths), 7), squeeze=False)
+    for col, d in enumerate(depths):
+        for row, when in enumerate(("init", "trained")):
+            ax = axes[row][col]
+            for act in acts:
+                norms = np.array([floats(v) for v in data["nets"][act][str(d)][f"norms_{when}"]])
+                geo = np.exp(np.log(norms).mean(axis=0))
+                ax.semilogy(np.arange(len(geo)), geo, "-", color=COLOURS.get(act), label=act)
+            label = "at init" if when == "init" else f"after {cfg['steps']} SGD steps"
+            ax.set(title=f"depth {d}, {label}", xlabel="Linear layer (input → output)")
+            if col == 0:
+                ax.set_ylabel("‖∂L/∂W_l‖ (geo. mean over seeds)")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    paths.append(save_figure(fig, out / "vanishing_layers.png"))
+
+    # 4. first/last weight-gradient ratio over depth, with the criteria's band
+    t = cfg["threshold"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    for ax, when in zip(axes, ("init", "trained")):
+        for act in acts:
+            s = [data["summary"][act][str(d)][when] for d in depths]
+            ax.errorbar(depths, [v["geo"] for v in s], yerr=_log_err(s), marker="o", capsize=3,
+                        color=COLOURS.get(act), label=act)
+        ax.axhspan(t, 1 / t, color="tab:green", alpha=0.08, label=f"ReLU criterion [{t:g}, {1 / t:g}]")
+        ax.axhline(t, color="grey", ls=":", label=f"sigmoid criterion ≤ {t:g}")
+        ax.set_yscale("log")
+        label = "at init" if when == "init" else f"after {cfg['steps']} steps"
+        ax.set(xlabel="depth (hidden layers)", title=f"first / last weight-gradient norm, {label}")
+    axes[0].set_ylabel(f"ratio (geo. mean, 95% CI, {cfg['seeds']} seeds)")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    paths.append(save_figure(fig, out / "vanishing_ratio.png"))
+    return paths
+
+
+def _log_err(stats: list[dict]) -> np.ndarray:
+    """Error bars of geometric means from their log10 95% half-widths (0 without one)."""
+    geo = np.array([np.nan if s["geo"] is None else s["geo"] for s in stats], dtype=float)
+    half = np.array([0.0 if s.get("half") is None else s["half"] for s in stats], dtype=float)
+    return np.array([geo - geo / 10 ** half, geo * 10 ** half - geo])

@@ -1,0 +1,76 @@
+"""The verdict machinery every experiment shares: parts, the three outcomes, the base config,
+the confidence intervals."""
+
+import math
+
+import pytest
+
+from reslab.errors import ReslabError
+from reslab.experiments import EXPERIMENTS, base, load, stats
+
+
+def _part(ok, name="p"):
+    return base.part(name, "criterion", ok, "observed")
+
+
+@pytest.mark.parametrize("passed,outcome", [((True, True), base.REPRODUCED), ((True, False), base.PARTLY),
+                                            ((False, False), base.NOT_REPRODUCED), ((), base.NOT_REPRODUCED)])
+def test_outcome_of_parts(passed, outcome):
+    v = base.verdict([_part(ok, f"part{i}") for i, ok in enumerate(passed)], "numbers")
+    assert v["outcome"] == outcome and v["reproduced"] == (outcome == base.REPRODUCED)
+
+
+def test_partly_names_the_failed_part():
+    v = base.verdict([_part(True, "deeper plain nets train worse"), _part(False, "deeper ResNets train better")], "x")
+    assert v["outcome"] == "partly reproduced"
+    assert v["summary"].startswith("not shown: deeper ResNets train better")
+    line = base.verdict_line({"experiment": "degradation", "verdict": v})
+    assert line.startswith("[degradation] PARTLY REPRODUCED: not shown: deeper ResNets")
+
+
+def test_cannot_judge_is_not_reproduced():
+    v = base.cannot_judge("nets missing")
+    assert v["outcome"] == base.NOT_REPRODUCED and "nets missing" in v["summary"]
+
+
+@pytest.mark.parametrize("kw,match", [(dict(scale="huge"), "scale"), (dict(seeds=0), "seeds"),
+                                      (dict(seeds=True), "seeds"), (dict(threads=0), "threads")])
+def test_base_config_is_validated(kw, match):
+    with pytest.raises(ReslabError, match=match):
+        base.ExperimentConfig(**kw)
+
+
+@pytest.mark.parametrize("name", list(EXPERIMENTS))
+def test_every_experiment_follows_the_contract(name):
+    module = load(name)
+    cfg = module.config_for("quick")
+    assert isinstance(cfg, base.ExperimentConfig) and cfg.scale == "quick" and cfg.seeds >= 1
+    assert isinstance(module.CLAIM, str) and callable(module.run) and callable(module.judge)
+    with pytest.raises(ReslabError, match="unknown setting"):
+        module.config_for("quick", no_such_setting=1)
+    with pytest.raises(ReslabError, match="seeds"):
+        module.config_for("quick", seeds=0)
+    with pytest.raises(ReslabError, match="scale"):
+        module.config_for("enormous")
+    import importlib
+
+    assert callable(importlib.import_module(f"reslab.experiments.{name}_plots").plot)
+
+
+def test_unknown_experiment():
+    with pytest.raises(ReslabError, match="valid: vanishing"):
+        load("nope")
+
+
+def test_confidence_interval():
+    s = stats.summary([1.0, 2.0, 3.0])
+    assert s["mean"] == 2.0 and s["std"] == pytest.approx(1.0)
+    assert s["half"] == pytest.approx(4.303 / math.sqrt(3))  # t(0.975, 2) * 1 / sqrt(3)
+    assert s["lo"] < 2.0 < s["hi"]
+    one = stats.summary([0.5])
+    assert one["half"] is None and "no interval" in stats.text(one)
+    d = stats.difference([1.0, 1.1, 0.9], [0.0, 0.1, -0.1])
+    assert d["mean"] == pytest.approx(1.0) and d["lo"] > 0
+    noisy = stats.difference([1.0, 0.0, 0.5], [0.5, 1.0, 0.0])
+    assert noisy["lo"] < 0 < noisy["hi"]
+    assert stats.t975(1) > stats.t975(10) > stats.t975(100) == 1.96
