@@ -27,7 +27,7 @@ from reslab.experiments.base import conditions  # noqa: E402
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--scale", default="quick", choices=["quick", "full"])
+    ap.add_argument("--scale", default="quick", choices=["quick", "medium", "full"])
     ap.add_argument("--out", default=None, help="results directory (default: a temporary one)")
     args = ap.parse_args()
     out = Path(args.out or tempfile.mkdtemp(prefix="reslab-reproduce-"))
@@ -41,12 +41,13 @@ def main() -> int:
         print(f"reslab reproduce failed with exit code {proc.returncode}")
         return proc.returncode
     c = conditions()
-    print(f"\nmachine: {c['cpu']}, {c['cores']} cores, torch {c['torch']}, {c['date']}")
+    print(f"\nmachine: {c['cpu']} ({' '.join(c['cpu_flags'])}), {c['cores']} cores, torch {c['torch']}, {c['date']}")
     print(f"load average before: {load_before[0]:.2f}, after: {os.getloadavg()[0]:.2f}")
     for name in EXPERIMENTS:
         res = json.loads((out / name / "results.json").read_text())
-        mark = "reproduced" if res["verdict"]["reproduced"] else "NOT reproduced"
-        print(f"  {name:<12} {res['seconds']:7.1f} s   {mark}")
+        failed = [p["name"] for p in res["verdict"]["parts"] if not p["passed"]]
+        print(f"  {name:<12} {res['seconds']:7.1f} s   {res['verdict']['outcome']}"
+              + (f" (not shown: {'; '.join(failed)})" if failed else ""))
     print(f"  {'total':<12} {total:7.1f} s   (wall clock, including start-up and the report; budget 600 s)")
     print(f"report: {out / 'report.html'}")
     return 0

@@ -45,7 +45,7 @@ def test_judge_partly_when_the_deeper_resnet_trains_worse():
     v, parts = _outcome({**BOTH, "resnet20": [0.21, 0.215, 0.212], "resnet56": [0.24, 0.25, 0.247]})
     assert v["outcome"] == base.PARTLY
     assert parts["deeper plain nets train worse"] and not parts["deeper ResNets train better"]
-    assert v["summary"].startswith("not shown: deeper ResNets train better")
+    assert v["summary"].startswith("Not shown: deeper ResNets train better")
 
 
 def test_judge_partly_when_the_resnet_gap_is_within_seed_noise():
@@ -112,13 +112,15 @@ def test_plain56_trains_worse_than_plain20(tmp_path):
     assert (tmp_path / "degradation" / "degradation_final.png").is_file()
     curve = nets["plain20"]["runs"][0]["curve"]
     assert curve["iteration"][-1] == 100 and len(curve["test_error"]) == 1
+    # two nets at a time (the quick preset): each trainer's log goes to its own file
+    assert cfg.workers == 2 and "iteration=100" in (tmp_path / "degradation" / "runs" / "plain56-s0.log").read_text()
     assert base.load_results(tmp_path / "degradation")["verdict"] == results["verdict"]
 
 
 def test_tiny_run_saves_every_seed_and_retrains_afresh(tmp_path):
     cfg = degradation.config_for("quick", seeds=2, dataset="synthetic", depths=(8, 14), batch_size=32,
                                  train_subset=256, val_size=64, test_subset=64, iterations=4, eval_every=2,
-                                 log_every=2, train_error_window=2)
+                                 log_every=2, train_error_window=2, workers=1)
     first = run_and_save("degradation", cfg, tmp_path)
     nets = first["data"]["nets"]
     assert set(nets) == {"cifar-plain8", "cifar-plain14", "cifar-resnet8", "cifar-resnet14"}

@@ -128,7 +128,7 @@ def test_judge_partly_when_bn_does_not_level_the_layers_names_the_part():
     assert v["outcome"] == base.PARTLY
     failed = [p["name"] for p in v["parts"] if not p["passed"]]
     assert len(failed) == 1 and failed[0].startswith("BN + ReLU (same gain")
-    assert "not shown: BN + ReLU (same gain" in v["summary"]
+    assert "Not shown: BN + ReLU (same gain" in v["summary"]
 
 
 def test_judge_partly_when_raw_bn_gradient_grows():

@@ -52,7 +52,7 @@ def test_report_has_every_section_figure_and_condition(tmp_path):
     # partial results count as partial, not as reproduced
     assert "1 of 4 claims reproduced, 2 partly, 1 not reproduced." in page and md.startswith("# reslab")
     assert "1 of 4 claims reproduced, 2 partly, 1 not reproduced." in md
-    assert "not shown: exploding part 1" in page and "criterion 1 of exploding" in page
+    assert "Not shown: exploding part 1" in page and "criterion 1 of exploding" in page
     assert md.count("| NO |") == 4 and md.count("| yes |") == 4  # every part with its criterion and outcome
     assert "torch " in page and "cores" in page and "Seeds per experiment" in page and "reslab 0" in page
     assert "budget: 400 iterations" in page and "fashion-mnist, 2,048 images" in md  # scope beside each verdict

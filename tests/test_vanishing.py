@@ -131,7 +131,7 @@ def test_judge_partly_when_bn_explodes_names_the_part():
     assert v["outcome"] == base.PARTLY
     failed = [p["name"] for p in v["parts"] if not p["passed"]]
     assert len(failed) == 1 and failed[0].startswith("ReLU + BN")
-    assert "not shown: ReLU + BN" in v["summary"]
+    assert "Not shown: ReLU + BN" in v["summary"]
 
 
 def test_judge_partly_when_ten_layers_are_far_from_a_quarter_to_the_ninth():

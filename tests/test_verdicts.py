@@ -23,9 +23,9 @@ def test_outcome_of_parts(passed, outcome):
 def test_partly_names_the_failed_part():
     v = base.verdict([_part(True, "deeper plain nets train worse"), _part(False, "deeper ResNets train better")], "x")
     assert v["outcome"] == "partly reproduced"
-    assert v["summary"].startswith("not shown: deeper ResNets train better")
+    assert v["summary"].startswith("Not shown: deeper ResNets train better")
     line = base.verdict_line({"experiment": "degradation", "verdict": v})
-    assert line.startswith("[degradation] PARTLY REPRODUCED: not shown: deeper ResNets")
+    assert line.startswith("[degradation] PARTLY REPRODUCED: Not shown: deeper ResNets")
 
 
 def test_cannot_judge_is_not_reproduced():

@@ -146,7 +146,7 @@ def verdict(parts: list[dict[str, Any]], summary: str = "", **numbers: Any) -> d
     starts by naming the parts that failed."""
     result = outcome(parts)
     failed = [p["name"] for p in parts if not p["passed"]]
-    lead = "" if result == REPRODUCED else ("not shown: " + "; ".join(failed) + ". ") if failed else ""
+    lead = "" if result == REPRODUCED else ("Not shown: " + "; ".join(failed) + ". ") if failed else ""
     return {"outcome": result, "reproduced": result == REPRODUCED, "parts": parts,
             "summary": (lead + summary).strip(), "numbers": numbers}
 

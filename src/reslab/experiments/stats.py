@@ -57,4 +57,4 @@ def text(s: dict[str, Any], fmt: str = ".3f") -> str:
     n = s["n"] if isinstance(s["n"], int) else min(s["n"])
     if s.get("half") is None:
         return f"{s['mean']:{fmt}} (n={n}, no interval)"
-    return f"{s['mean']:{fmt}} ± {s['half']:{fmt}} (95% CI, n={n})"
+    return f"{s['mean']:{fmt}} ± {s['half']:{fmt.lstrip('+')}} (95% CI, n={n})"
