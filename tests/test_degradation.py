@@ -121,7 +121,14 @@ def test_tiny_run_saves_every_seed_and_retrains_afresh(tmp_path):
     cfg = degradation.config_for("quick", seeds=2, dataset="synthetic", depths=(8, 14), batch_size=32,
                                  train_subset=256, val_size=64, test_subset=64, iterations=4, eval_every=2,
                                  log_every=2, train_error_window=2, workers=1)
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    backend = matplotlib.get_backend()
     first = run_and_save("degradation", cfg, tmp_path)
+    # figures are standalone: no backend switch (a notebook keeps its own), no pyplot figures left open
+    assert matplotlib.get_backend() == backend and plt.get_fignums() == []
+    assert (tmp_path / "degradation" / "degradation_final.png").stat().st_size > 5000
     nets = first["data"]["nets"]
     assert set(nets) == {"cifar-plain8", "cifar-plain14", "cifar-resnet8", "cifar-resnet14"}
     assert all(len(n["runs"]) == 2 for n in nets.values())

@@ -279,7 +279,7 @@ def judge(cfg: Config, nets: dict) -> dict[str, Any]:
         _higher(cfg, f"deeper plain nets train worse (plain-{hi} vs plain-{lo})",
                 f"final training error of plain-{hi} above plain-{lo}",
                 errors(nets, "plain", hi), errors(nets, "plain", lo)),
-        _higher(cfg, f"not overfitting: the deeper plain net's test error is higher too",
+        _higher(cfg, "not overfitting: the deeper plain net's test error is higher too",
                 f"final test error of plain-{hi} above plain-{lo}",
                 errors(nets, "plain", hi, "final_test_error"), errors(nets, "plain", lo, "final_test_error")),
         _higher(cfg, f"deeper ResNets train better (ResNet-{hi} vs ResNet-{lo})",

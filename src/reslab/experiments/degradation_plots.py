@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from reslab.experiments import stats
+from reslab.experiments.figures import colormap, save_figure, subplots
 
 
 def _by_kind(nets: dict) -> dict[str, list[tuple[int, dict]]]:
@@ -33,20 +34,16 @@ def _stack(runs: list[dict], x_key: str, y_key: str) -> tuple[np.ndarray, np.nda
 
 
 def plot(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg, nets = results["config"], results["data"]["nets"]
     kinds = _by_kind(nets)
     depths = sorted({n["depth"] for n in nets.values()})
-    colour = {d: plt.cm.viridis_r(0.15 + 0.7 * i / max(1, len(depths) - 1)) for i, d in enumerate(depths)}
+    colour = {d: colormap("viridis_r")(0.15 + 0.7 * i / max(1, len(depths) - 1)) for i, d in enumerate(depths)}
     paths = []
 
-    fig, axes = plt.subplots(1, len(kinds), figsize=(5.5 * len(kinds), 4), sharey=True, squeeze=False)
+    fig, axes = subplots(1, len(kinds), figsize=(5.5 * len(kinds), 4), sharey=True, squeeze=False)
     for ax, (kind, rows) in zip(axes[0], kinds.items()):
         for depth, n in rows:
             c = colour[depth]
@@ -65,9 +62,9 @@ def plot(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
     fig.suptitle(f"Degradation: {cfg['dataset']}, {cfg['iterations']} iterations of {cfg['batch_size']}, "
                  f"width {cfg['width']:g}, recipe {cfg['recipe']}")
     fig.tight_layout()
-    paths.append(_save(fig, out / "degradation.png"))
+    paths.append(save_figure(fig, out / "degradation.png"))
 
-    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(nets), 3.8))
+    fig, ax = subplots(figsize=(1.2 + 1.1 * len(nets), 3.8))
     order = [n for rows in kinds.values() for _, n in rows]
     for i, n in enumerate(order):
         vals = [r["final_train_error"] for r in n["runs"]]
@@ -83,13 +80,6 @@ def plot(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
     ax.set_title("per seed (dots); mean ± 95% CI (black)")
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
-    paths.append(_save(fig, out / "degradation_final.png"))
+    paths.append(save_figure(fig, out / "degradation_final.png"))
     return paths
 
-
-def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path

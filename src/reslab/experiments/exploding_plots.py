@@ -7,18 +7,15 @@ from typing import Any
 
 import numpy as np
 
+from reslab.experiments.figures import colormap, save_figure, subplots
 from reslab.experiments.exploding import max_finite
-from reslab.experiments.fcnets import floats, save_figure
+from reslab.experiments.fcnets import floats
 
 COLOURS = {"gain": "tab:red", "gain+bn": "tab:blue", "raw": "tab:brown", "raw+bn": "tab:purple",
            "normalised": "tab:orange", "normalised+bn": "tab:cyan"}
 
 
 def plot(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -28,7 +25,7 @@ def plot(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
 
     # 1. layer-wise growth at step 0: backpropagated gradient (top) and weight gradient (bottom)
     shown = [c for c in ("gain", "gain+bn", "normalised", "normalised+bn") if c in conds]
-    fig, axes = plt.subplots(2, len(depths), figsize=(4.5 * len(depths), 7), squeeze=False)
+    fig, axes = subplots(2, len(depths), figsize=(4.5 * len(depths), 7), squeeze=False)
     for col, d in enumerate(depths):
         top, bottom = axes[0][col], axes[1][col]
         for c in shown:
@@ -56,7 +53,7 @@ def plot(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
     paths.append(save_figure(fig, out / "exploding_layers.png"))
 
     # 2. total gradient norm per step; X = the step where the run turned non-finite
-    fig, axes = plt.subplots(1, len(depths), figsize=(4.5 * len(depths), 3.8), squeeze=False)
+    fig, axes = subplots(1, len(depths), figsize=(4.5 * len(depths), 3.8), squeeze=False)
     top = np.nanmax([max_finite(r) for c in conds for d in depths for r in runs[c][str(d)]] + [1.0])
     for ax, d in zip(axes[0], depths):
         for c in conds:
@@ -75,13 +72,13 @@ def plot(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
     # 3. raw 0-255 inputs, seed 0: per layer, at the recorded steps, where the overflow happens
     raw = [c for c in ("raw", "raw+bn") if c in conds]
     if raw:
-        fig, axes = plt.subplots(len(depths), 2, figsize=(11, 3.4 * len(depths)), squeeze=False)
+        fig, axes = subplots(len(depths), 2, figsize=(11, 3.4 * len(depths)), squeeze=False)
         for row, d in enumerate(depths):
             for c in raw:
                 r = runs[c][str(d)][0]
                 lay = r["layers"]
                 keep = range(len(lay["step"])) if c == "raw" else sorted({0, len(lay["step"]) - 1})
-                shades = plt.get_cmap("Reds" if c == "raw" else "Purples")(np.linspace(0.4, 1, len(keep)))
+                shades = colormap("Reds" if c == "raw" else "Purples")(np.linspace(0.4, 1, len(keep)))
                 for shade, k in zip(shades, keep):
                     for col, key in enumerate(("grad", "act_rms")):
                         v = floats(lay[key][k])

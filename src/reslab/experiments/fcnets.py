@@ -3,7 +3,7 @@
 Building the plain nets (:func:`build_net`), loading and normalising the flattened images,
 the shared config checks (:func:`check_net_config`), per-layer gradient norms (weights'
 and backpropagated: :class:`LayerOutputs`), spectral norms, summaries of log ratios over
-seeds, the small helpers that read numbers back from results.json, and saving a figure.
+seeds, the small helpers that read numbers back from results.json.
 
 Layer numbering: a :func:`reslab.models.mlp.mlp` of ``depth`` hidden layers has ``depth + 1``
 Linear layers, numbered 0 (the stem, input side) .. depth (the head, logits).  ``h_l`` is
@@ -14,7 +14,6 @@ through ``depth`` activations, and ``h_l = W_l · act([BN](h_{l-1})) + b_l`` for
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -172,10 +171,3 @@ def decades(s: dict[str, Any]) -> str:
         return f"{s['geo']:.2g} (n={s['n']}, no interval{extra})"
     return f"{s['geo']:.2g} (×/÷ {10 ** s['half']:.3g}, 95% CI, n={s['n']}{extra})"
 
-
-def save_figure(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path

@@ -10,12 +10,10 @@ from typing import Any
 
 import numpy as np
 
+from reslab.experiments.figures import save_figure, subplots
+
 
 def plot(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import matplotlib.ticker
 
     out = Path(out_dir)
@@ -25,7 +23,7 @@ def plot(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
 
     # Fig. 1: gradient curves (seed 0) and covariance over seeds.
     panels = data["fig1"]
-    fig, axes = plt.subplots(2, len(panels), figsize=(3.2 * len(panels), 6.2))
+    fig, axes = subplots(2, len(panels), figsize=(3.2 * len(panels), 6.2))
     xs = np.linspace(cfg["grid_lo"], cfg["grid_hi"], cfg["grid_points"])
     for j, (name, grads) in enumerate(panels.items()):
         g = np.asarray(grads, float)
@@ -39,12 +37,12 @@ def plot(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
     axes[1, 0].set_ylabel(f"covariance over {len(g)} seeds")
     fig.suptitle(f"Shattered gradients (Balduzzi et al. Fig. 1); BN {cfg['bn']}, block {cfg.get('block', 'preact')}",
                  fontsize=10)
-    paths.append(_save(fig, out / "shattered_fig1_gradients.png"))
+    paths.append(save_figure(fig, out / "shattered_fig1_gradients.png"))
 
     # Fig. 2: autocorrelation functions over depth, per kind.
     kinds = [k for k in data["acf"] if "noise" not in k]
     context = data.get("context") or {}
-    fig, axes = plt.subplots(1, len(kinds) + 1, figsize=(3.6 * (len(kinds) + 1), 3.4))
+    fig, axes = subplots(1, len(kinds) + 1, figsize=(3.6 * (len(kinds) + 1), 3.4))
     for ax, kind in zip(axes, kinds):
         for depth, acf in data["acf"][kind].items():
             ax.plot(acf["mean"], label=f"L={depth}")
@@ -70,10 +68,10 @@ def plot(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
     ax.set_xticks(cfg["depths"], [str(d) for d in cfg["depths"]])
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.legend(fontsize=7)
-    paths.append(_save(fig, out / "shattered_fig2_autocorrelation.png"))
+    paths.append(save_figure(fig, out / "shattered_fig2_autocorrelation.png"))
 
     # Fig. 3: ReLU activity per layer, with and without BN.
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.4), sharey=True)
+    fig, axes = subplots(1, 2, figsize=(8, 3.4), sharey=True)
     for ax, key, ref in ((axes[0], "active", 0.5), (axes[1], "coactive", 0.25)):
         for label, act in data["activity"].items():
             mean, std = np.asarray(act[key]["mean"]), np.asarray(act[key]["std"])
@@ -86,14 +84,6 @@ def plot(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
         ax.set_xlabel(f"layer of a {cfg['activity_depth']}-layer plain net")
     axes[0].set_ylim(0, 1)
     axes[0].legend(fontsize=8)
-    paths.append(_save(fig, out / "shattered_fig3_relu_activity.png"))
+    paths.append(save_figure(fig, out / "shattered_fig3_relu_activity.png"))
     return paths
 
-
-def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path

@@ -7,16 +7,13 @@ from typing import Any
 
 import numpy as np
 
-from reslab.experiments.fcnets import MAX_DERIVATIVE, floats, log_summary, save_figure
+from reslab.experiments.figures import save_figure, subplots
+from reslab.experiments.fcnets import MAX_DERIVATIVE, floats, log_summary
 
 COLOURS = {"sigmoid": "tab:red", "tanh": "tab:orange", "relu": "tab:green", "relu+bn": "tab:blue"}
 
 
 def plot(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -26,7 +23,7 @@ def plot(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
 
     # 1. σ and σ'; the product over L layers: measured, σ' bound alone, bound with the weights
     sig, ex = data["sigmoid"], data["example"]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (a, b) = subplots(1, 2, figsize=(11, 4))
     a.plot(sig["x"], sig["sigmoid"], label="σ(x)")
     a.plot(sig["x"], sig["derivative"], label="σ'(x) = σ(x)(1 − σ(x))")
     a.axhline(0.25, color="grey", ls=":")
@@ -59,7 +56,7 @@ def plot(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
 
     # 2. the per-layer backward factor and what it is made of, deepest net, mean over seeds
     d = max(depths)
-    fig, axes = plt.subplots(1, len(acts), figsize=(4.2 * len(acts), 3.8), squeeze=False)
+    fig, axes = subplots(1, len(acts), figsize=(4.2 * len(acts), 3.8), squeeze=False)
     for ax, act in zip(axes[0], acts):
         rec = data["nets"][act][str(d)]
         g = np.array([floats(v) for v in rec["act_init"]])
@@ -84,7 +81,7 @@ def plot(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
     paths.append(save_figure(fig, out / "vanishing_factors.png"))
 
     # 3. per-layer weight-gradient norms
-    fig, axes = plt.subplots(2, len(depths), figsize=(4 * len(depths), 7), squeeze=False)
+    fig, axes = subplots(2, len(depths), figsize=(4 * len(depths), 7), squeeze=False)
     for col, d in enumerate(depths):
         for row, when in enumerate(("init", "trained")):
             ax = axes[row][col]
@@ -102,7 +99,7 @@ def plot(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
 
     # 4. first/last weight-gradient ratio over depth, with the criteria's band
     t = cfg["threshold"]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    fig, axes = subplots(1, 2, figsize=(10, 3.8), sharey=True)
     for ax, when in zip(axes, ("init", "trained")):
         for act in acts:
             s = [data["summary"][act][str(d)][when] for d in depths]
