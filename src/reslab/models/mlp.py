@@ -45,6 +45,16 @@ uniform(±1/sqrt(fan_in)) draw, so a net without BN is *not* positively homogene
 ``bias=False`` gives the zero-bias case, where a ReLU net without BN is positively
 homogeneous and, on a scalar input, has a piecewise-constant df/dx with very few pieces.
 BN starts at weight 1, bias 0.
+
+Looks-linear initialisation (Balduzzi et al. 2017, §5): ``init="looks-linear"`` makes the
+activation a CReLU, ``[relu(z), relu(-z)]`` (twice the units after every activation, so
+every Linear fed by one has fan-in ``2 * width``), and initialises each such Linear as
+``[W0, -W0]`` with ``W0`` orthogonal, the stem orthogonal, biases zero
+(:func:`reslab.models.init.init_looks_linear`).  Each CReLU-and-Linear pair then computes
+``W0 z``: the whole net is linear in its input at init (affine for fixed BN statistics),
+and its df/dx is constant, i.e. not shattered, at any depth.  ``activation="crelu"``
+alone gives the CReLU net with the default He init.  The default (``init="he"``) is
+unchanged.
 """
 
 from __future__ import annotations
@@ -58,7 +68,26 @@ from torch import nn
 
 from reslab.errors import ReslabError
 
-ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
+class CReLU(nn.Module):
+    """Concatenated ReLU, ``[relu(z), relu(-z)]`` along the feature axis (Shang et al. 2016):
+    twice the features out.  The ReLU is an ``nn.ReLU`` child, so activity probes see it."""
+
+    expansion = 2
+
+    def __init__(self):
+        super().__init__()
+        self.relu = nn.ReLU()
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.relu(torch.cat([z, -z], 1))
+
+
+ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "crelu": CReLU}
+INITS = ("he", "looks-linear")
+
+
+def _expansion(activation: str) -> int:
+    return getattr(ACTIVATIONS[activation], "expansion", 1)
 
 
 class HeLinear(nn.Linear):
@@ -79,14 +108,22 @@ def _unit(width: int, out: int, batchnorm: bool, activation: str, bias: bool, la
     """One hidden layer as a module: ``preact``: [BN] → act → Linear(width, out);
     ``postact``: Linear(width, out) → [BN] → act.  Children are named bn, act, fc."""
     layers: OrderedDict[str, nn.Module] = OrderedDict()
+    k = _expansion(activation)  # a CReLU doubles the features: the Linear after it has fan-in k * width
     if layout == "postact":
-        layers["fc"] = HeLinear(width, out, bias=bias)
+        layers["fc"] = _fed_by(HeLinear(width * k, out, bias=bias), k)
     if batchnorm:
         layers["bn"] = nn.BatchNorm1d(out if layout == "postact" else width)
     layers["act"] = ACTIVATIONS[activation]()
     if layout == "preact":
-        layers["fc"] = HeLinear(width, out, bias=bias)
+        layers["fc"] = _fed_by(HeLinear(width * k, out, bias=bias), k)
     return nn.Sequential(layers)
+
+
+def _fed_by(linear: nn.Linear, expansion: int) -> nn.Linear:
+    """Mark a Linear fed by a CReLU: looks-linear init mirrors its weights."""
+    if expansion == 2:
+        linear.looks_linear_mirror = True
+    return linear
 
 
 def _norm_act(width: int, batchnorm: bool, activation: str) -> nn.Sequential:
@@ -122,9 +159,12 @@ class MLP(nn.Module):
     are flattened to that), output ``(N, out_features)``."""
 
     def __init__(self, depth: int, width: int, residual: bool, batchnorm: bool, beta: float,
-                 activation: str, bias: bool, in_features: int, out_features: int, block: str = "postact"):
+                 activation: str, bias: bool, in_features: int, out_features: int, block: str = "postact",
+                 init: str = "he"):
         super().__init__()
         self.depth, self.width, self.residual, self.beta, self.block = depth, width, residual, beta, block
+        self.init = init
+        k = _expansion(activation)
         # Linear layers are created in forward order in both layouts (same weights per seed).
         self.stem = HeLinear(in_features, width, bias=bias)
         if block == "postact":
@@ -134,9 +174,13 @@ class MLP(nn.Module):
             for _ in range(depth - 1)
         ])
         if block == "postact":
-            self.head = nn.Sequential(OrderedDict(fc=HeLinear(width, out_features, bias=bias)))
+            self.head = nn.Sequential(OrderedDict(fc=_fed_by(HeLinear(width * k, out_features, bias=bias), k)))
         else:
             self.head = _unit(width, out_features, batchnorm, activation, bias, block)
+        if init == "looks-linear":
+            from reslab.models.init import init_looks_linear
+
+            init_looks_linear(self)
 
     def set_skips(self, residual: bool, beta: float = 1.0) -> "MLP":
         """Switch the skips on or off in place, keeping every weight: the plain net and the
@@ -162,8 +206,10 @@ def _check_int(name: str, value, minimum: int) -> None:
 
 def mlp(depth: int, width: int = 200, residual: bool = False, batchnorm: bool = True, beta: float = 1.0,
         activation: str = "relu", bias: bool = True, in_features: int = 1, out_features: int = 1,
-        block: str = "postact") -> MLP:
+        block: str = "postact", init: str = "he") -> MLP:
     """A fully connected net with ``depth`` hidden layers of ``width`` units (see module docstring).
+    ``init="looks-linear"`` switches the activation to CReLU and initialises the net to
+    compute a linear function (module docstring); ``activation`` must then be relu or crelu.
 
     >>> mlp(24).depth, sum(isinstance(m, nn.Linear) for m in mlp(24).modules())
     (24, 25)
@@ -176,9 +222,15 @@ def mlp(depth: int, width: int = 200, residual: bool = False, batchnorm: bool = 
         raise ReslabError(f"mlp: unknown block {block!r}; valid: {', '.join(BLOCKS)}")
     if activation not in ACTIVATIONS:
         raise ReslabError(f"mlp: unknown activation {activation!r}; valid: {', '.join(ACTIVATIONS)}")
+    if init not in INITS:
+        raise ReslabError(f"mlp: unknown init {init!r}; valid: {', '.join(INITS)}")
+    if init == "looks-linear":
+        if activation not in ("relu", "crelu"):
+            raise ReslabError(f"mlp: looks-linear init needs a ReLU net (it becomes a CReLU net), got {activation!r}")
+        activation = "crelu"
     if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not math.isfinite(beta) or beta <= 0:
         raise ReslabError(f"mlp: beta must be a finite number > 0, got {beta!r}")
     if not residual and beta != 1.0:
         raise ReslabError(f"mlp: beta scales the residual branch; it needs residual=True (got beta={beta})")
     return MLP(int(depth), int(width), bool(residual), bool(batchnorm), float(beta), activation, bool(bias),
-               int(in_features), int(out_features), block)
+               int(in_features), int(out_features), block, init)
