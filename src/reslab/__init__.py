@@ -4,6 +4,7 @@
 >>> model = reslab.create_model("resnet56")            # He et al. §4.2, option A
 >>> result = reslab.train({"model": "resnet20", "iterations": 100}, "runs/demo")
 >>> reslab.evaluate("runs/demo", split="val")["error"]
+>>> model, config = reslab.load_model("runs/demo")      # or a .pt, a .safetensors, "akamaster:resnet56"
 """
 
 __version__ = "0.1.0"
@@ -12,7 +13,7 @@ from reslab.errors import DataFormatError, ReslabError  # noqa: E402
 from reslab.models import create_model, list_models  # noqa: E402
 
 __all__ = ["__version__", "create_model", "list_models", "train", "evaluate", "TrainConfig",
-           "ReslabError", "DataFormatError"]
+           "load_model", "LoadedModel", "probe", "ReslabError", "DataFormatError"]
 
 
 def __getattr__(name):  # training pulls in more; import it on first use
@@ -20,4 +21,12 @@ def __getattr__(name):  # training pulls in more; import it on first use
         from reslab import training
 
         return getattr(training, name)
+    if name in ("load_model", "LoadedModel"):
+        from reslab import weights
+
+        return getattr(weights, name)
+    if name == "probe":
+        from reslab.probes.health import probe
+
+        return probe
     raise AttributeError(f"module 'reslab' has no attribute {name!r}")

@@ -17,7 +17,7 @@ from reslab.errors import ReslabError
 # that defines add_parser() follows in alphabetical order.
 COMMAND_ORDER = [
     "reproduce", "vanishing", "exploding", "shattered", "degradation", "report",
-    "train", "eval", "info", "data",
+    "train", "eval", "weights", "info", "data",
 ]
 
 
@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):
+        parser.print_help()  # a bare `reslab` asks for the help, like `reslab --help`
+        return 0
     args = parser.parse_args(argv)
     try:
         result = args.func(args)

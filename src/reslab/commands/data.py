@@ -68,9 +68,12 @@ def run_list(args) -> int:
 
 def run_info(args) -> int:
     from reslab.data import channel_stats, get_info, load_arrays
-    from reslab.data.store import locate
+    from reslab.data.store import dataset_cache_dir, locate, not_found_message
 
     info = get_info(args.name)
+    if info.format != "synthetic" and not all(locate(info, s, args.data_dir) for s in ("train", "test")):
+        raise ReslabError(f"{not_found_message(info, args.data_dir)}; or run `reslab data download {info.name}` "
+                          f"to fetch them into {dataset_cache_dir(info)}")
     arrays = {s: load_arrays(info.name, s, args.data_dir, download=False) for s in ("train", "test")}
     print(f"dataset      {info.name}: {info.description}")
     if info.citation:

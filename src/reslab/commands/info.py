@@ -15,6 +15,7 @@ def add_parser(sub) -> None:
                    help="input shape (default: 3 32 32 for CIFAR nets, 3 224 224 for ImageNet nets)")
     p.add_argument("--num-classes", type=int, default=None, help="classes of the head (default: 10 CIFAR, 1000 ImageNet)")
     p.add_argument("--shortcut", choices=["A", "B", "C"], default=None, help="shortcut option (residual nets)")
+    p.add_argument("--depth", type=int, default=None, help="hidden layers of an mlp (mlp only; required for it)")
     p.add_argument("--list", action="store_true", help="list the model names and exit")
     p.set_defaults(func=run)
 
@@ -28,7 +29,20 @@ def run(args) -> int:
         return 0
     if not args.model:
         raise ReslabError("name a model, e.g. `reslab info resnet56`; `reslab info --list` lists them")
+    from reslab.models import model_family
+
     kwargs = {}
+    family = model_family(args.model)
+    if family == "mlp":
+        if args.depth is None:
+            raise ReslabError("mlp needs --depth N (hidden layers), e.g. `reslab info mlp --depth 24`")
+        if args.depth < 1:
+            raise ReslabError(f"--depth must be >= 1, got {args.depth}")
+        kwargs["depth"] = args.depth
+        if args.num_classes is not None or args.shortcut is not None:
+            raise ReslabError("--num-classes and --shortcut are for ResNets; an mlp has one output")
+    elif args.depth is not None:
+        raise ReslabError(f"--depth is for mlp only; {args.model} has its depth in its name")
     if args.num_classes is not None:
         if args.num_classes < 1:
             raise ReslabError(f"--num-classes must be >= 1, got {args.num_classes}")

@@ -28,32 +28,56 @@ def find_checkpoint(path: str | Path) -> Path:
     return p
 
 
-def evaluate(path: str | Path, split: str = "val", *, device: str = "auto", data_dir: str | None = None) -> dict:
-    """Evaluate a run directory or checkpoint; returns error, loss, per-class accuracy, confusion."""
-    from reslab.training.loop import build_model, use_bf16
+def evaluate(path: str | Path, split: str | None = None, *, device: str = "auto", data_dir: str | None = None) -> dict:
+    """Evaluate weights on a split; returns error, loss, per-class accuracy, confusion.
 
-    if split not in ("val", "test"):
+    ``path`` is anything :func:`reslab.load_model` accepts: a run directory, a reslab
+    checkpoint, a ``.safetensors`` file, or ``SOURCE:MODEL``.  Weights trained by reslab use
+    their run's data settings and normalisation (default split ``val``); imported weights
+    use the normalisation on their card and only the test split (their authors trained
+    on every training image, so reslab's validation images are not held out for them).
+    """
+    from reslab.training.loop import use_bf16
+    from reslab.weights.load import load_model
+
+    if split is not None and split not in ("val", "test"):
         raise ReslabError(f"--split {split!r} is not valid; valid: val, test")
-    path = find_checkpoint(path)
-    state = ckpt.load(path)
-    cfg = from_dict(state["config"])
-    if data_dir is not None:
-        cfg = from_dict({**cfg.to_dict(), "data_dir": data_dir})
+    loaded = load_model(path)
+    cfg = loaded.config
+    if split is None:
+        split = "val" if cfg is not None else "test"
     dev = pick_device(device, DistInfo())
-    data = build_data(cfg, dev, DistInfo())
-    model = build_model(cfg, data).to(dev)
-    model.load_state_dict(state["model"])
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    loader = data.val_loader if split == "val" else data.test_loader
-    if loader is None:
-        raise ReslabError(f"{path}: the run held out no validation images (val_size=0); use --split test")
-    result = evaluate_loader(model, loader.epoch(0), data.num_classes, dev, use_bf16(cfg, dev))
     from reslab.data import get_info
 
-    result.update(split=split, checkpoint=str(path), iteration=state.get("iteration"), model=cfg.model,
-                  dataset=cfg.dataset, class_names=list(get_info(cfg.dataset).class_names or
-                                                        [str(i) for i in range(data.num_classes)]))
+    if cfg is not None:
+        if data_dir is not None:
+            cfg = from_dict({**cfg.to_dict(), "data_dir": data_dir})
+        data = build_data(cfg, dev, DistInfo())
+        loader = data.val_loader if split == "val" else data.test_loader
+        if loader is None:
+            raise ReslabError(f"{loaded.path}: the run held out no validation images (val_size=0); use --split test")
+        num_classes, bf16, dataset, channels_last = data.num_classes, use_bf16(cfg, dev), cfg.dataset, cfg.channels_last
+    else:
+        from reslab.data import DeviceLoader, load_arrays
+
+        card = loaded.card
+        if split == "val":
+            raise ReslabError(f"{path}: imported weights ({card.source}) were trained on all of {card.dataset}'s "
+                              "training images, so reslab's validation split is not held out for them; use --split test")
+        images, labels = load_arrays(card.dataset, "test", data_dir)
+        num_classes, bf16, dataset, channels_last = get_info(card.dataset).num_classes, False, card.dataset, True
+        if loaded.arch.get("num_classes") != num_classes:
+            raise ReslabError(f"{path}: a {loaded.arch.get('num_classes')}-class model cannot be scored on "
+                              f"{card.dataset} ({num_classes} classes)")
+        loader = DeviceLoader(images, labels, 256, device=dev, train=False, mean=card.mean, std=card.std,
+                              channels_last=True)
+    model = loaded.model.to(dev)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    result = evaluate_loader(model, loader.epoch(0), num_classes, dev, bf16)
+    result.update(split=split, checkpoint=str(loaded.path), iteration=loaded.iteration, model=loaded.arch["model"],
+                  dataset=dataset, source=loaded.card.source,
+                  class_names=list(get_info(dataset).class_names or [str(i) for i in range(num_classes)]))
     return result
 
 

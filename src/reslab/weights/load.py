@@ -1,0 +1,299 @@
+"""``load_model``: weights from a run, a file or a published source, as a ready model.
+
+Nothing here runs code from a file: ``.pt`` files go through
+``torch.load(weights_only=True)`` and ``.safetensors`` files hold only tensors and strings.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+from reslab.errors import ReslabError
+from reslab.weights.sources import SPEC, ModelCard, get_pinned
+
+FORMAT_KEY = "reslab_weights"  # safetensors metadata of converted weights: "1", plus "arch" and "card"
+
+
+@dataclass
+class LoadedModel:
+    """What :func:`load_model` returns.
+
+    ``model``
+        the network, in eval mode, on the CPU.  It expects *normalised* images: see ``card``
+        and :meth:`preprocess`.
+    ``config``
+        the run's :class:`~reslab.training.TrainConfig` for weights trained by reslab;
+        ``None`` for imported weights (they were not trained by reslab).
+    ``card``
+        :class:`~reslab.weights.ModelCard`: source, license, dataset, reported accuracy and
+        the preprocessing the weights expect.
+    ``arch``
+        the :func:`~reslab.create_model` arguments that rebuild the network
+        (``{"model": "resnet56", "num_classes": 10, "in_channels": 3, "shortcut": "A", ...}``).
+    ``path``, ``iteration``
+        the file read, and the training iteration it was saved at (reslab checkpoints).
+
+    It unpacks as ``model, config = reslab.load_model(...)``.
+    """
+
+    model: nn.Module
+    config: Any
+    card: ModelCard
+    arch: dict = field(default_factory=dict)
+    path: Path | None = None
+    iteration: int | None = None
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.model, self.config))
+
+    def preprocess(self, images, mean=None, std=None) -> torch.Tensor:
+        """``images`` (uint8 0..255, or float in [0, 1]; (C, H, W) or (N, C, H, W)) scaled
+        and normalised the way these weights expect.  Weights trained by reslab do not
+        store their normalisation (the training split's statistics): pass ``mean``/``std``."""
+        mean = self.card.mean if mean is None else tuple(mean)
+        std = self.card.std if std is None else tuple(std)
+        if mean is None or std is None:
+            raise ReslabError(f"these weights do not carry their normalisation: {self.card.preprocessing}; "
+                              f"pass mean= and std=")
+        x = torch.as_tensor(images)
+        if x.dtype == torch.uint8:
+            x = x.float() / 255.0
+        elif x.is_floating_point():
+            x = x.float()
+        else:
+            raise ReslabError(f"images must be uint8 or float, got {x.dtype}")
+        if x.dim() == 3:
+            x = x.unsqueeze(0)
+        if x.dim() != 4 or x.shape[1] != len(mean):
+            raise ReslabError(f"images must be (N, {len(mean)}, H, W), got {tuple(x.shape)}")
+        m = torch.tensor(mean, dtype=x.dtype).view(1, -1, 1, 1)
+        s = torch.tensor(std, dtype=x.dtype).view(1, -1, 1, 1)
+        return (x - m) / s
+
+
+# --------------------------------------------------------------------------- reslab runs
+
+
+def _arch_from_config(cfg, state: dict[str, torch.Tensor], path: Path) -> dict:
+    from reslab.models import model_family
+
+    if model_family(cfg.model) == "mlp":
+        raise ReslabError(f"{path}: loading mlp weights is not supported")
+    for key in ("stem.conv.weight", "head.fc.weight"):
+        if key not in state:
+            raise ReslabError(f"{path}: the weights lack {key}; they are not a {cfg.model} saved by reslab")
+    arch = {"model": cfg.model, "num_classes": int(state["head.fc.weight"].shape[0]),
+            "in_channels": int(state["stem.conv.weight"].shape[1]), "width": cfg.width}
+    if "plain" not in cfg.model:
+        arch["shortcut"] = cfg.shortcut
+    return arch
+
+
+def _run_card(cfg, path: Path) -> ModelCard:
+    pad = f", zero-padded to {cfg.pad_to}x{cfg.pad_to}" if cfg.pad_to else ""
+    return ModelCard(source="reslab", origin=str(path), license="not stated (weights trained with reslab)",
+                     dataset=cfg.dataset,
+                     preprocessing=("x/255, then (x - mean) / std per channel with the mean/std of the run's own "
+                                    f"training split (reslab.data.channel_stats){pad}; not stored with the "
+                                    "weights, `reslab eval` recomputes them from the dataset"))
+
+
+def _build(arch: dict, state: dict[str, torch.Tensor], path: Path) -> nn.Module:
+    from reslab.models.registry import create_model
+
+    kwargs = {k: v for k, v in arch.items() if k != "model"}
+    model = create_model(arch["model"], **kwargs)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        first = " ".join(str(err).split())[:200]
+        raise ReslabError(f"{path}: the weights do not fit {arch['model']} ({first})") from None
+    return model.eval()
+
+
+def _from_run_state(cfg_dict: dict, state: dict, path: Path, iteration=None) -> LoadedModel:
+    from reslab.training.config import from_dict
+
+    if not isinstance(cfg_dict, dict):
+        raise ReslabError(f"{path}: its config is not a dict of config keys")
+    try:
+        cfg = from_dict(cfg_dict)
+    except ReslabError as err:
+        raise ReslabError(f"{path}: its config is not valid: {err}") from None
+    except (TypeError, AttributeError) as err:
+        raise ReslabError(f"{path}: its config is not valid ({err})") from None
+    arch = _arch_from_config(cfg, state, path)
+    return LoadedModel(_build(arch, state, path), cfg, _run_card(cfg, path), arch, path, iteration)
+
+
+# --------------------------------------------------------------------------- files
+
+
+def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as err:  # noqa: BLE001 - safetensors raises its own error types
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ReslabError(f"{path}: not a readable safetensors file ({first[:160]})") from None
+    return state, meta
+
+
+def _json(meta: dict, key: str, path: Path):
+    try:
+        return json.loads(meta[key])
+    except (ValueError, TypeError) as err:
+        raise ReslabError(f"{path}: its '{key}' metadata is not valid JSON ({err})") from None
+
+
+def _load_safetensors(path: Path) -> LoadedModel:
+    state, meta = read_safetensors(path)
+    if "config" in meta:  # written by the trainer: the resolved TrainConfig as JSON
+        return _from_run_state(_json(meta, "config", path), state, path)
+    if FORMAT_KEY in meta:  # converted by `reslab weights import`
+        arch, card = _json(meta, "arch", path), ModelCard.from_dict(_json(meta, "card", path))
+        if not isinstance(arch, dict) or "model" not in arch:
+            raise ReslabError(f"{path}: its 'arch' metadata names no model")
+        return LoadedModel(_build(arch, state, path), None, card, arch, path)
+    cfg_file = path.parent / "config.json"
+    if cfg_file.is_file():  # a run's model.safetensors without metadata: the run's config.json
+        try:
+            cfg_dict = json.loads(cfg_file.read_text())
+        except (OSError, ValueError) as err:
+            raise ReslabError(f"{cfg_file}: not a readable config ({err})") from None
+        return _from_run_state(cfg_dict, state, path)
+    raise ReslabError(f"{path}: no reslab metadata and no config.json beside it; cannot tell which model it holds")
+
+
+def _foreign_hint(obj) -> str:
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict) and \
+            any(str(k).startswith("module.layer1.") for k in obj["state_dict"]):
+        return "; it looks like an akamaster checkpoint: `reslab weights import akamaster MODEL --file PATH`"
+    if isinstance(obj, dict) and "layer1.0.conv1.weight" in obj and "fc.weight" in obj:
+        return "; it looks like a chenyaofo state dict: `reslab weights import chenyaofo-cifar10 MODEL --file PATH`"
+    return ""
+
+
+def _load_checkpoint(path: Path) -> LoadedModel:
+    from reslab.weights.convert import torch_load_safe
+
+    obj = torch_load_safe(path)
+    if not (isinstance(obj, dict) and isinstance(obj.get("model"), dict) and isinstance(obj.get("config"), dict)):
+        raise ReslabError(f"{path}: not a reslab checkpoint (no 'model' and 'config' entries){_foreign_hint(obj)}")
+    it = obj.get("iteration")
+    return _from_run_state(obj["config"], obj["model"], path, int(it) if isinstance(it, int) else None)
+
+
+def run_weights(run_dir: Path) -> Path:
+    """A run directory's weights: ``checkpoints/best.pt`` (best by validation error), else
+    ``checkpoints/latest.pt``, else ``model.safetensors``."""
+    for rel in ("checkpoints/best.pt", "checkpoints/latest.pt", "model.safetensors"):
+        if (run_dir / rel).is_file():
+            return run_dir / rel
+    raise ReslabError(f"{run_dir}: no checkpoints/best.pt, checkpoints/latest.pt or model.safetensors; "
+                      "is it a reslab run directory?")
+
+
+def load_model(source: str | Path) -> LoadedModel:
+    """Load weights without running code from the file, as a model in eval mode.
+
+    ``source`` is one of:
+
+    * a run directory (``checkpoints/best.pt``, else ``latest.pt``, else ``model.safetensors``);
+    * a ``.pt`` checkpoint written by reslab (``torch.load(weights_only=True)``);
+    * a ``.safetensors`` file: the trainer's ``model.safetensors`` (its metadata holds the
+      run's config; without it, ``config.json`` in the same folder is read) or one written
+      by ``reslab weights import`` (its metadata holds the architecture and model card);
+    * ``SOURCE:MODEL``, e.g. ``akamaster:resnet56``: published weights (see
+      ``reslab weights list``), downloaded to the user cache and checked on first use.
+
+    Returns a :class:`LoadedModel` (``model, config = load_model(...)`` also works).
+    """
+    text = str(source)
+    p = Path(source).expanduser()
+    if not p.exists():
+        m = SPEC.match(text)
+        if m:
+            return pretrained(m[1], m[2])
+    if p.is_dir():
+        p = run_weights(p)
+    elif not p.is_file():
+        raise ReslabError(f"{text}: no such run directory or weights file (or SOURCE:MODEL, see `reslab weights list`)")
+    if p.suffix == ".safetensors":
+        return _load_safetensors(p)
+    return _load_checkpoint(p)
+
+
+# --------------------------------------------------------------------------- published weights
+
+
+def imported_arch(source: str, model: str) -> dict:
+    src, _ = get_pinned(source, model)
+    return {"model": model, "num_classes": src.num_classes, "in_channels": 3, "shortcut": src.shortcut}
+
+
+def pretrained(source: str, model: str, *, file: str | Path | None = None, log=None) -> LoadedModel:
+    """Published weights ``source``/``model`` as a reslab model (eval mode) with its card.
+
+    The original file comes from ``file`` (checked against the pinned hash, then copied
+    into the user cache) or the user cache, downloading it first when absent."""
+    from reslab.weights.convert import convert_file
+    from reslab.weights.download import cache_copy, fetch_pinned
+
+    src, pf = get_pinned(source, model)
+    if file is not None:
+        path = cache_copy(file, src.name, model)  # verified, then kept for create_model(pretrained=...)
+    else:
+        path = fetch_pinned(src.name, model, log=log)
+    return LoadedModel(convert_file(src, model, path), None, src.card(model), imported_arch(src.name, model), path)
+
+
+def save_converted(loaded: LoadedModel, out: str | Path) -> Path:
+    """Write ``loaded`` as safetensors whose metadata holds its ``arch`` and ``card``
+    (atomic: a temporary file renamed into place)."""
+    from reslab.training.checkpoint import export_safetensors
+
+    out = Path(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ReslabError(f"cannot create {out.parent}: {err.strerror or err}") from None
+    meta = {FORMAT_KEY: "1", "arch": json.dumps(loaded.arch), "card": json.dumps(loaded.card.to_dict())}
+    return export_safetensors(loaded.model, out, metadata=meta)
+
+
+def import_weights(source: str, model: str, *, file: str | Path | None = None, out: str | Path | None = None,
+                   log=None) -> Path:
+    """Fetch (or take ``file``), verify, convert and write ``source``/``model`` as a reslab
+    safetensors file (default ``~/.cache/reslab/weights/SOURCE/MODEL.safetensors``)."""
+    from reslab.weights.download import weights_cache_dir
+
+    loaded = pretrained(source, model, file=file, log=log)
+    out = Path(out) if out is not None else weights_cache_dir() / loaded.card.source / f"{model}.safetensors"
+    return save_converted(loaded, out)
+
+
+def load_state_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """The reslab state dict in a reslab checkpoint, a safetensors file, or a bare state dict."""
+    from reslab.weights.convert import torch_load_safe
+
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ReslabError(f"{p}: no such checkpoint file")
+    if p.suffix == ".safetensors":
+        return read_safetensors(p)[0]
+    obj = torch_load_safe(p)
+    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
+        obj = obj["model"]
+    if not (isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values())):
+        raise ReslabError(f"{p}: holds no reslab state dict{_foreign_hint(obj)}")
+    return obj

@@ -1,0 +1,74 @@
+"""Small CLI fixes: info mlp, train --batch-size and the no-recipe warning, a bare `reslab`,
+`data info` for a missing dataset, --version."""
+
+from __future__ import annotations
+
+import pytest
+
+from reslab import __version__
+from reslab.cli import build_parser, main
+
+
+def test_bare_reslab_prints_the_help(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: reslab") and "train" in out and "weights" in out
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"reslab {__version__}"
+
+
+def test_info_mlp_needs_depth_and_then_works(capsys):
+    assert main(["info", "mlp"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--depth" in err
+    assert main(["info", "mlp", "--depth", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "model            mlp" in out and "weighted layers  4" in out
+    assert main(["info", "resnet20", "--depth", "3"]) == 2
+    assert "mlp only" in capsys.readouterr().err
+
+
+def test_train_help_names_only_flags_that_exist(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    assert "--batch-size" in text
+    args = build_parser().parse_args(["train", "--batch-size", "64", "--out", "x"])
+    assert args.batch_size == 64
+
+
+def _capture_train(monkeypatch):
+    import reslab.training.loop as loop
+
+    seen = {}
+
+    def fake_train(cfg, out, **kw):
+        seen["cfg"] = cfg
+        raise SystemExit(0)
+
+    monkeypatch.setattr(loop, "train", fake_train)
+    return seen
+
+
+@pytest.mark.parametrize("extra,warns", [([], True), (["--recipe", "quick"], False), (["--iterations", "10"], False),
+                                         (["--set", "iterations=64000"], False), (["--recipe", "he2016"], False)])
+def test_train_without_recipe_warns(tmp_path, monkeypatch, capsys, extra, warns):
+    seen = _capture_train(monkeypatch)
+    with pytest.raises(SystemExit):
+        main(["train", "--out", str(tmp_path / "r"), "--batch-size", "64", *extra])
+    err = capsys.readouterr().err
+    assert ("warning" in err and "64,000" in err and "--recipe quick" in err) == warns, err
+    assert seen["cfg"].batch_size == 64
+
+
+def test_data_info_for_a_missing_dataset_points_to_download(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("RESLAB_DATA", raising=False)
+    assert main(["data", "info", "cifar100", "--data-dir", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "reslab data download cifar100" in err
