@@ -27,7 +27,7 @@ def isolated_data_env(tmp_path, monkeypatch):
     monkeypatch.delenv("RESLAB_DATA", raising=False)
     monkeypatch.delenv("RESLAB_DATA_MIRROR", raising=False)
 
-    def no_network(url, dest, timeout=None):
+    def no_network(url, dest, timeout=None, **limits):
         raise urllib.error.URLError("network disabled in tests")
 
     monkeypatch.setattr(store, "fetch", no_network)

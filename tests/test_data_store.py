@@ -136,7 +136,7 @@ def test_download_checksum_mismatch_deletes_file(mirror, monkeypatch):
 
 
 def test_broken_download_deleted(mirror, monkeypatch):
-    def half_then_fail(url, dest, timeout=None):
+    def half_then_fail(url, dest, timeout=None, **limits):
         dest.write_bytes(b"partial")
         raise ConnectionResetError("connection reset")
 

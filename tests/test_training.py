@@ -215,7 +215,9 @@ def test_fresh_run_does_not_append_to_a_killed_attempts_metrics(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "metrics.jsonl").write_text('{"iteration": 5, "train_error": 0.9}\n{"iteration": 10, "trai')
-    reslab.train({**TINY, "iterations": 10}, run, quiet=True)
+    with pytest.raises(ReslabError, match="already holds a partial run"):  # a run dir is never silently reused
+        reslab.train({**TINY, "iterations": 10}, run, quiet=True)
+    reslab.train({**TINY, "iterations": 10}, run, overwrite=True, quiet=True)
     its = [r["iteration"] for r in read_metrics(run)]
     assert its == [5, 10]  # this run's lines only, no duplicates, no broken line
 

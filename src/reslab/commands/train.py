@@ -20,20 +20,24 @@ def add_parser(sub) -> None:
     p.add_argument("--config", help="a TOML or JSON file of config keys")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)")
     p.add_argument("--iterations", type=int, help="iterations to train (not epochs)")
+    p.add_argument("--batch-size", type=int, help="global batch: images per iteration over all ranks (default 128)")
     p.add_argument("--out", help="run directory (config, metrics.jsonl, checkpoints)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over in an --out that already holds a run (its files are replaced)")
     p.add_argument("--quiet", action="store_true", help="plain log lines instead of a progress bar")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from reslab.training.config import parse_sets, resolve
+    from reslab.training.config import TrainConfig, load_file, parse_sets, resolve
     from reslab.training.loop import TrainingDiverged, train
 
     if args.resume:
         given = [flag for flag, v in (("--model", args.model), ("--dataset", args.dataset), ("--recipe", args.recipe),
                                       ("--config", args.config), ("--set", args.set), ("--iterations", args.iterations),
-                                      ("--out", args.out), ("--data-dir", args.data_dir)) if v]
+                                      ("--batch-size", args.batch_size), ("--out", args.out), ("--data-dir", args.data_dir),
+                                      ("--overwrite", args.overwrite)) if v]
         if given:
             raise ReslabError(f"--resume continues with the config saved in the run; drop {', '.join(given)}")
         if not (Path(args.resume) / "checkpoints" / "latest.pt").is_file():
@@ -43,12 +47,18 @@ def run(args) -> int:
         if not args.out:
             raise ReslabError("--out is required: the run directory for config, metrics and checkpoints")
         overrides = parse_sets(args.set)
-        for key in ("model", "dataset", "data_dir", "iterations"):
+        for key in ("model", "dataset", "data_dir", "iterations", "batch_size"):
             if getattr(args, key) is not None:
                 overrides[key] = getattr(args, key)
         cfg, out = resolve(recipe_name=args.recipe, file=args.config, overrides=overrides), args.out
+        iterations_set = "iterations" in overrides or (args.config and "iterations" in load_file(args.config))
+        if args.recipe is None and not iterations_set and cfg.iterations == TrainConfig.iterations \
+                and os.environ.get("RANK", "0") == "0":
+            print(f"reslab train: warning: no --recipe and no iterations set, so this runs the default "
+                  f"{cfg.iterations:,} iterations (the he2016 schedule: hours on a GPU, days on a CPU); "
+                  "for a CPU demo use --recipe quick, or set --iterations N", file=sys.stderr)
     try:
-        result = train(cfg, out, resume=bool(args.resume), quiet=args.quiet)
+        result = train(cfg, out, resume=bool(args.resume), overwrite=args.overwrite, quiet=args.quiet)
     except TrainingDiverged as err:
         print(f"reslab train: error: {err}", file=sys.stderr)
         return 3

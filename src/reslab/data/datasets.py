@@ -64,8 +64,8 @@ def parse_location(info: DatasetInfo, split: str, loc: store.Location) -> tuple[
     if info.format == "idx":
         img_name, lab_name = info.split_files[split]
         img_path, lab_path = loc.paths[img_name], loc.paths[lab_name]
-        images = formats.parse_idx_images(_read(img_path), str(img_path))
-        labels = formats.parse_idx_labels(_read(lab_path), str(lab_path))
+        images = formats.read_idx_images(img_path)
+        labels = formats.read_idx_labels(lab_path)
         formats.check_pair(images, labels, info.num_classes, f"{img_path} + {lab_path.name}")
         source = str(img_path)
     else:
@@ -77,7 +77,7 @@ def parse_location(info: DatasetInfo, split: str, loc: store.Location) -> tuple[
                 raise DataFormatError(f"{loc.archive}: archive lacks {', '.join(f'{info.folder}/{m}' for m in missing)}")
             sources = {n: f"{loc.archive}:{info.folder}/{n}" for n in blobs}
         else:
-            blobs = {n: _read(p) for n, p in loc.paths.items()}
+            blobs = {n: formats.read_file(p, formats.MAX_CIFAR_BATCH_BYTES, "CIFAR batch") for n, p in loc.paths.items()}
             sources = {n: str(p) for n, p in loc.paths.items()}
         parts = [formats.parse_cifar_batch(blobs[n], sources[n], info.label_key, info.num_classes)
                  for n in info.split_files[split]]
@@ -88,14 +88,6 @@ def parse_location(info: DatasetInfo, split: str, loc: store.Location) -> tuple[
         raise DataFormatError(f"{source}: images are {'x'.join(map(str, images.shape[1:]))}, "
                               f"{info.name} images are {'x'.join(map(str, info.shape))}")
     return np.ascontiguousarray(images), labels
-
-
-def _read(path) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as err:
-        raise ReslabError(f"{path}: cannot read ({err.strerror or err})") from None
 
 
 def make_synthetic(split: str, size: int, shape: tuple[int, int, int] = (3, 32, 32), num_classes: int = 10,

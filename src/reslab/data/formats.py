@@ -5,6 +5,13 @@ Everything here is numpy-only and treats its input as untrusted bytes: any malfo
 input raises :class:`~reslab.errors.DataFormatError` naming the file, never another
 exception type, and unpickling can never execute code (see :class:`RestrictedUnpickler`).
 
+Budgets: every size a file declares (IDX dimensions, gzip output, pickle string and frame
+lengths, array shapes, tar members) is compared with the bytes actually there and with a
+ceiling from the format (``MAX_*`` below) before anything is allocated; gzip is inflated in
+bounded chunks, linear in its input; pickles are checked opcode by opcode before they are
+loaded (:func:`check_pickle_ops`) and must have the exact CIFAR structure.
+``benchmarks/fuzz_parsers.py`` fuzzes all of it under a memory ceiling and a time limit.
+
 Formats:
 
 * IDX (LeCun et al., http://yann.lecun.com/exdb/mnist/): a 4-byte magic ``00 00 08 D``
@@ -19,7 +26,9 @@ Formats:
 from __future__ import annotations
 
 import io
+import os
 import pickle
+import pickletools
 import tarfile
 import zlib
 from pathlib import Path, PurePosixPath
@@ -28,9 +37,18 @@ import numpy as np
 
 from reslab.errors import DataFormatError
 
-# Refuse to inflate anything larger than this: the biggest real file (Fashion-MNIST
-# train images) is 47 MB raw, so 1 GiB only ever trips on a gzip bomb.
+# Budgets.  Every size a file declares is compared with these ceilings (and with the
+# file's own size) before anything is allocated.  The biggest real files: Fashion-MNIST /
+# MNIST train images 47,040,016 bytes raw; a CIFAR-100 train batch about 161 MB; the CIFAR
+# archives about 180 MB inflated.  Each ceiling leaves a margin of 1.5-5x.
+MAX_IDX_BYTES = 1 << 28            # one IDX file, raw (inflated)
+MAX_CIFAR_BATCH_BYTES = 1 << 28    # one pickled CIFAR batch
+MAX_ARCHIVE_INFLATED = 1 << 30     # everything a CIFAR tar.gz inflates to
+# Refuse to inflate anything larger than this (gunzip's default cap).
 MAX_INFLATED_BYTES = 1 << 30
+# DEFLATE cannot compress better than about 1032:1, so a gzip of N bytes never inflates to
+# more than this many times N (plus a header's worth): a larger declared size is a lie.
+GZIP_MAX_RATIO = 1032
 IDX_IMAGES_MAGIC = 0x00000803
 IDX_LABELS_MAGIC = 0x00000801
 CIFAR_SHAPE = (3, 32, 32)
@@ -42,69 +60,167 @@ def _one_line(err: BaseException, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def read_file(path, limit: int, what: str) -> bytes:
+    """The bytes of ``path``, refused (before reading) when the file is larger than ``limit``."""
+    from reslab.errors import ReslabError
+
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > limit:
+                raise DataFormatError(f"{path}: {size} bytes, more than any {what} ({limit} bytes); "
+                                      "not a dataset file")
+            data = f.read(limit + 1)
+    except OSError as err:
+        raise ReslabError(f"{path}: cannot read ({err.strerror or err})") from None
+    if len(data) > limit:  # the file grew while we read it
+        raise DataFormatError(f"{path}: more than {limit} bytes; not a {what}")
+    return data
+
+
 # --------------------------------------------------------------------------- IDX
 
 
-def gunzip(data: bytes, source: str, limit: int = MAX_INFLATED_BYTES) -> bytes:
+def gunzip(data: bytes, source: str, limit: int = MAX_INFLATED_BYTES, expect=None) -> bytes:
     """Inflate a (possibly multi-member) gzip stream, or raise DataFormatError naming ``source``.
 
-    zlib is driven by hand, instead of ``gzip.decompress``, so that the output size is
-    capped (a gzip bomb cannot exhaust memory) and every failure maps to one error type.
+    zlib is driven by hand, in bounded chunks of input and output, so that the output is
+    capped at ``limit`` (a gzip bomb stops there, not after inflating gigabytes), the work
+    is linear in the input (many tiny members cost no re-copying of the rest), and every
+    failure maps to one error type.  ``expect(out)``, if given, sees the output so far and
+    may return the total size the content declares (an IDX header): output beyond it is
+    then refused as soon as it appears, and a declared size above ``limit`` at once.
     """
+    view = memoryview(data).cast("B")
+    n = len(view)
     out = bytearray()
-    rest = data
-    while rest:
+    pos, members, declared = 0, 0, None
+    while pos < n:
+        if view[pos:pos + 2] != b"\x1f\x8b":
+            if members and not any(view[pos:]):  # trailing zero padding is legal (gzip(1) ignores it)
+                break
+            what = "trailing bytes after the gzip data" if members else "not gzip data"
+            raise DataFormatError(f"{source}: corrupt gzip data ({what}); re-download the file")
         # wbits=31: expect a gzip header and trailer (CRC32 + length are checked by zlib).
         d = zlib.decompressobj(wbits=31)
-        try:
-            chunk = d.decompress(rest, limit - len(out) + 1)
-        except zlib.error as err:
-            raise DataFormatError(f"{source}: corrupt gzip data ({_one_line(err)}); re-download the file") from None
-        out += chunk
-        if len(out) > limit:
-            raise DataFormatError(f"{source}: inflates to more than {limit} bytes; not a dataset file")
-        if not d.eof:
-            raise DataFormatError(f"{source}: truncated gzip data (stream ends early); re-download the file")
-        rest = d.unused_data
-        # Trailing zero padding after the last member is legal (gzip(1) ignores it).
-        if rest and not rest.strip(b"\x00"):
-            break
+        step = 256  # small first reads: a member of a few bytes costs a few bytes
+        while not d.eof:
+            if pos >= n:
+                raise DataFormatError(f"{source}: truncated gzip data (stream ends early); re-download the file")
+            buf = view[pos:pos + step]
+            pos += len(buf)
+            step = min(step * 2, 1 << 20)
+            while True:
+                try:
+                    piece = d.decompress(buf, limit - len(out) + 1)
+                except zlib.error as err:
+                    raise DataFormatError(f"{source}: corrupt gzip data ({_one_line(err)}); re-download the file") from None
+                out += piece
+                if expect is not None and declared is None:
+                    declared = expect(out)
+                    if declared is not None:
+                        if declared > limit:
+                            raise DataFormatError(f"{source}: declares {declared} bytes, more than the ceiling of "
+                                                  f"{limit}; not a dataset file")
+                        limit = declared
+                if len(out) > limit:
+                    if declared is not None:
+                        raise DataFormatError(f"{source}: inflates to more than the {limit} bytes its header "
+                                              "declares; not a dataset file")
+                    raise DataFormatError(f"{source}: inflates to more than {limit} bytes; not a dataset file")
+                buf = d.unconsumed_tail
+                if d.eof or not buf:
+                    break
+        pos -= len(d.unused_data)
+        members += 1
     return bytes(out)
 
 
-def _maybe_gunzip(data: bytes, source: str) -> bytes:
+def _idx_declared(head, source: str, magic: int, ceiling: int = MAX_IDX_BYTES) -> int | None:
+    """The total size (header + data) that IDX bytes starting with ``head`` declare, or None
+    while ``head`` is too short to tell.  A wrong magic, an empty image size or a size above
+    ``ceiling`` raise at once, before the data is read or inflated."""
+    if len(head) < 4:
+        return None
+    found = int.from_bytes(bytes(head[:4]), "big")
+    if found != magic:
+        raise DataFormatError(f"{source}: bad IDX magic number 0x{found:08x}, expected 0x{magic:08x} "
+                              f"({'images' if magic == IDX_IMAGES_MAGIC else 'labels'})")
+    ndim = magic & 0xFF
+    header = 4 + 4 * ndim
+    if len(head) < header:
+        return None
+    dims = tuple(int.from_bytes(bytes(head[4 + 4 * i: 8 + 4 * i]), "big") for i in range(ndim))
+    if ndim == 3 and (dims[1] == 0 or dims[2] == 0):
+        raise DataFormatError(f"{source}: IDX image size {dims[1]}x{dims[2]} is empty")
+    total = header + int(np.prod(dims, dtype=object))  # Python ints: no overflow on hostile dims
+    # A zero dimension makes the product 0, but numpy still refuses a shape whose other
+    # dimensions overflow: bound those too.
+    nonzero = int(np.prod([d for d in dims if d], dtype=object))
+    if total > ceiling or nonzero > ceiling:
+        size = f"= {total - header} bytes" if total > ceiling else "(dimensions)"
+        raise DataFormatError(f"{source}: IDX header declares {' x '.join(map(str, dims))} {size}, "
+                              f"more than any IDX dataset file ({ceiling} bytes); not a dataset file")
+    return total
+
+
+def _maybe_gunzip(data: bytes, source: str, magic: int | None = None) -> bytes:
     # The gzip magic is 1f 8b; an IDX file always starts with two zero bytes, so the two
     # cannot be confused and the file name's suffix need not be trusted.
     if data[:2] == b"\x1f\x8b":
-        return gunzip(data, source)
+        if magic is None:
+            return gunzip(data, source)
+        # What the header declares must fit the ceiling and what this much gzip can hold.
+        ceiling = min(MAX_IDX_BYTES, len(data) * GZIP_MAX_RATIO + 1024)
+        return gunzip(data, source, limit=ceiling, expect=lambda out: _idx_declared(out, source, magic, ceiling))
     return data
 
 
 def parse_idx(data: bytes, source: str, magic: int) -> np.ndarray:
     """Parse IDX bytes (raw or gzipped) whose magic must equal ``magic``; returns a uint8 array.
 
-    Raises DataFormatError on a wrong magic, a truncated header, or a data section whose
-    length differs from the product of the header's dimensions.
+    Raises DataFormatError on a wrong magic, a truncated header, a declared size above the
+    format's ceiling, or a data section whose length differs from the product of the
+    header's dimensions.
     """
-    data = _maybe_gunzip(bytes(data), source)
+    data = bytes(data)
+    if len(data) > MAX_IDX_BYTES + 1024 and data[:2] != b"\x1f\x8b":
+        raise DataFormatError(f"{source}: {len(data)} bytes, more than any IDX dataset file; not a dataset file")
+    data = _maybe_gunzip(data, source, magic)
     if len(data) < 4:
         raise DataFormatError(f"{source}: {len(data)} bytes is too short for an IDX header")
-    found = int.from_bytes(data[:4], "big")
-    if found != magic:
-        raise DataFormatError(f"{source}: bad IDX magic number 0x{found:08x}, expected 0x{magic:08x} "
-                              f"({'images' if magic == IDX_IMAGES_MAGIC else 'labels'})")
+    expected = _idx_declared(data, source, magic)
     ndim = magic & 0xFF
     header = 4 + 4 * ndim
-    if len(data) < header:
+    if expected is None:
         raise DataFormatError(f"{source}: truncated IDX header ({len(data)} bytes, need {header})")
     dims = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    if ndim == 3 and (dims[1] == 0 or dims[2] == 0):
-        raise DataFormatError(f"{source}: IDX image size {dims[1]}x{dims[2]} is empty")
-    expected = int(np.prod(dims, dtype=object))  # Python ints: no overflow on hostile dims
-    if len(data) - header != expected:
-        raise DataFormatError(f"{source}: IDX header says {' x '.join(map(str, dims))} = {expected} bytes "
+    if len(data) != expected:
+        raise DataFormatError(f"{source}: IDX header says {' x '.join(map(str, dims))} = {expected - header} bytes "
                               f"but the file holds {len(data) - header}; the file is truncated or corrupt")
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims).copy()
+
+
+def read_idx(path, magic: int) -> np.ndarray:
+    """An IDX file (raw or gzipped) from disk.  A raw file's header is checked against the
+    ceiling and the file's size before the file is read, so a sparse multi-GB file costs
+    nothing; a gzipped one is inflated under the budgets of :func:`gunzip`."""
+    source = str(path)
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(16)
+    except OSError as err:
+        from reslab.errors import ReslabError
+
+        raise ReslabError(f"{path}: cannot read ({err.strerror or err})") from None
+    if head[:2] != b"\x1f\x8b":
+        declared = _idx_declared(head, source, magic)
+        if declared is not None and declared != size:
+            raise DataFormatError(f"{source}: IDX header declares {declared} bytes but the file holds {size}; "
+                                  "the file is truncated or corrupt")
+    # Raw or gzipped (never much larger than what it inflates to), the file fits the ceiling.
+    return parse_idx(read_file(path, MAX_IDX_BYTES, "IDX dataset file"), source, magic)
 
 
 def parse_idx_images(data: bytes, source: str) -> np.ndarray:
@@ -115,6 +231,15 @@ def parse_idx_images(data: bytes, source: str) -> np.ndarray:
 def parse_idx_labels(data: bytes, source: str) -> np.ndarray:
     """IDX label file -> int64 array (N,)."""
     return parse_idx(data, source, IDX_LABELS_MAGIC).astype(np.int64)
+
+
+def read_idx_images(path) -> np.ndarray:
+    """:func:`parse_idx_images` of a file, under :func:`read_idx`'s budgets."""
+    return read_idx(path, IDX_IMAGES_MAGIC)[:, None]
+
+
+def read_idx_labels(path) -> np.ndarray:
+    return read_idx(path, IDX_LABELS_MAGIC).astype(np.int64)
 
 
 def check_pair(images: np.ndarray, labels: np.ndarray, num_classes: int, source: str) -> None:
@@ -164,24 +289,103 @@ def _refuse_ndarray_call(*args):
 
 _NDARRAY = _Allowed(_refuse_ndarray_call, "numpy.ndarray")
 
+# Plain numeric element types (a CIFAR batch stores uint8 pixels and integer labels; other
+# numeric types get past the unpickler only to be named by the structure check).  Never objects.
+_DTYPES = {"u1", "i1", "u2", "i2", "u4", "i4", "u8", "i8", "b1", "f2", "f4", "f8"}
+_MAX_NDIM = 4
+
+
+def _text(x) -> str | None:
+    if isinstance(x, bytes):  # Python-2 pickles loaded with encoding="bytes"
+        try:
+            return x.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+    return x if isinstance(x, str) else None
+
+
+class _Dtype:
+    """What pickle's ``numpy.dtype(spec, align, copy)`` + BUILD(state) makes: only plain
+    numeric element types, and a state that can only say which byte order."""
+
+    __slots__ = ("dtype",)
+
+    def __init__(self, spec, align=False, copy=False):
+        name = _text(spec)
+        if name is None or name.lstrip("<>|=") not in _DTYPES or not isinstance(align, bool) \
+                or not isinstance(copy, bool):
+            raise DataFormatError(f"pickle builds numpy dtype {str(name or spec)[:20]!r}; a CIFAR batch holds only "
+                                  "numeric arrays")
+        self.dtype = np.dtype(name)
+
+    def __setstate__(self, state):
+        if not (isinstance(state, tuple) and len(state) == 8 and state[0] == 3
+                and _text(state[1]) in ("|", "<", ">", "=") and state[2:5] == (None, None, None)
+                and state[5:] == (-1, -1, 0)):
+            raise DataFormatError("pickle gives a numpy dtype a state that a plain numeric type never has")
+        order = _text(state[1])
+        if order in "<>":
+            self.dtype = self.dtype.newbyteorder(order)
+
+
+def _as_dtype(d) -> np.dtype:
+    if not isinstance(d, _Dtype):
+        raise DataFormatError("pickle passes something other than a numpy dtype where an array needs one")
+    return d.dtype
+
+
+def _array_from(buf, dtype: np.dtype, shape, fortran: bool) -> np.ndarray:
+    """An array of ``shape`` over exactly the bytes of ``buf``: sizes are checked first."""
+    if not isinstance(buf, (bytes, bytearray)):
+        raise DataFormatError(f"pickle gives an array {type(buf).__name__} data instead of bytes")
+    if not (isinstance(shape, tuple) and len(shape) <= _MAX_NDIM
+            and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)):
+        raise DataFormatError("pickle gives an array a shape that is not a short tuple of sizes")
+    count = 1
+    for n in shape:
+        count *= n
+    if count * dtype.itemsize != len(buf):
+        raise DataFormatError(f"pickle declares an array of {count * dtype.itemsize} bytes but gives {len(buf)}")
+    return np.frombuffer(bytes(buf), dtype=dtype).reshape(shape, order="F" if fortran else "C").copy()
+
+
+class _Array:
+    """What pickle's ``numpy.core.multiarray._reconstruct(ndarray, shape, dtype)`` + BUILD
+    makes.  numpy would allocate the requested ``shape`` before BUILD replaces it, so a
+    hostile pickle could ask for terabytes; here nothing is allocated until BUILD gives the
+    data, and then only an array exactly the size of the bytes it gave."""
+
+    __slots__ = ("array",)
+
+    def __init__(self):
+        self.array = None
+
+    def __setstate__(self, state):
+        if self.array is not None or not (isinstance(state, tuple) and len(state) == 5 and state[0] == 1):
+            raise DataFormatError("pickle gives a numpy array a state of another form")
+        _, shape, dtype, fortran, raw = state
+        if not isinstance(fortran, bool):
+            raise DataFormatError("pickle gives a numpy array a state of another form")
+        self.array = _array_from(raw, _as_dtype(dtype), shape, fortran)
+
 
 def _safe_reconstruct(subtype, shape, dtype):
-    """``numpy.core.multiarray._reconstruct`` that ignores the requested shape.
-
-    numpy allocates ``shape`` before ``__setstate__`` replaces it, so a hostile pickle
-    could ask for terabytes; the real files always pass ``(0,)``, which we force.
-    """
+    """``numpy.core.multiarray._reconstruct``: an empty :class:`_Array` that BUILD fills."""
     if subtype is not _NDARRAY:
         raise DataFormatError("pickle reconstructs something other than numpy.ndarray")
-    return np.ndarray.__new__(np.ndarray, (0,), np.dtype(dtype))
+    # numpy always writes the placeholder typecode b"b" here (the real dtype comes with BUILD).
+    if not (isinstance(dtype, _Dtype) or _text(dtype) == "b") or shape != (0,):
+        raise DataFormatError("pickle reconstructs a numpy array in a way numpy itself never writes")
+    return _Array()
 
 
 def _safe_frombuffer(buf, dtype, shape, order):
-    """``numpy.core.numeric._frombuffer`` (numpy's pickle protocol 5 path), object dtype refused."""
-    dtype = np.dtype(dtype)
-    if dtype.hasobject:
-        raise DataFormatError("pickle builds an object array")
-    return np.frombuffer(buf, dtype=dtype).reshape(shape, order=order).copy()
+    """``numpy.core.numeric._frombuffer`` (numpy's pickle protocol 5 path)."""
+    if _text(order) not in ("C", "F"):
+        raise DataFormatError("pickle gives an array an unknown memory order")
+    out = _Array()
+    out.array = _array_from(buf, _as_dtype(dtype), shape, _text(order) == "F")
+    return out
 
 
 def _latin1_encode(text, encoding="utf-8", errors="strict"):
@@ -203,6 +407,7 @@ def _empty_bytes(*args):
 
 _RECONSTRUCT = _Allowed(_safe_reconstruct, "numpy _reconstruct")
 _FROMBUFFER = _Allowed(_safe_frombuffer, "numpy _frombuffer")
+_DTYPE = _Allowed(_Dtype, "numpy.dtype")
 
 # Exactly the globals that CIFAR batches (written by Python 2 + numpy) and Python-3
 # re-saves of them reference.  Each is a plain function or type behind _Allowed:
@@ -213,13 +418,77 @@ _ALLOWED_GLOBALS = {
     ("numpy.core.numeric", "_frombuffer"): _FROMBUFFER,
     ("numpy._core.numeric", "_frombuffer"): _FROMBUFFER,
     ("numpy", "ndarray"): _NDARRAY,
-    ("numpy", "dtype"): _Allowed(np.dtype, "numpy.dtype"),
+    ("numpy", "dtype"): _DTYPE,
     # Python 3 pickles bytes at protocol <= 2 as _codecs.encode(str, "latin1") and b""
     # as bytes(); both are pure once restricted as above.
     ("_codecs", "encode"): _Allowed(_latin1_encode, "_codecs.encode"),
     ("__builtin__", "bytes"): _Allowed(_empty_bytes, "bytes"),
     ("builtins", "bytes"): _Allowed(_empty_bytes, "bytes"),
 }
+
+# The opcodes that CIFAR batches and their Python-3 re-saves (protocols 0-5) use.  Not
+# here: object creation (INST, OBJ, NEWOBJ*), extension registry (EXT*), persistent ids,
+# out-of-band buffers, sets, stack juggling (POP, DUP), and LONG4 (huge integers).
+_ALLOWED_OPS = frozenset("""
+PROTO FRAME STOP MARK
+EMPTY_DICT DICT SETITEM SETITEMS EMPTY_LIST LIST APPEND APPENDS
+EMPTY_TUPLE TUPLE TUPLE1 TUPLE2 TUPLE3
+NONE NEWTRUE NEWFALSE INT BININT BININT1 BININT2 LONG LONG1 FLOAT BINFLOAT
+STRING BINSTRING SHORT_BINSTRING UNICODE BINUNICODE SHORT_BINUNICODE BINUNICODE8
+BINBYTES SHORT_BINBYTES BINBYTES8 BYTEARRAY8
+GLOBAL STACK_GLOBAL REDUCE BUILD
+PUT BINPUT LONG_BINPUT MEMOIZE GET BINGET LONG_BINGET
+""".split())
+_PUT_OPS = frozenset({"PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"})
+_GET_OPS = frozenset({"GET", "BINGET", "LONG_BINGET"})
+# A memo entry may be fetched again (GET) only if it is an atom: a string, a number or a
+# global.  Fetching a list, dict, tuple or array again is how a small pickle builds a DAG
+# that is exponentially large once walked (and no CIFAR batch does it).
+_ATOM_OPS = frozenset("""
+GLOBAL STACK_GLOBAL STRING BINSTRING SHORT_BINSTRING UNICODE BINUNICODE SHORT_BINUNICODE BINUNICODE8
+BINBYTES SHORT_BINBYTES BINBYTES8 NONE NEWTRUE NEWFALSE INT BININT BININT1 BININT2 LONG LONG1 FLOAT BINFLOAT
+""".split())
+
+
+def check_pickle_ops(data: bytes, source: str) -> None:
+    """Walk the opcodes (pickletools, nothing is built) before unpickling: only
+    :data:`_ALLOWED_OPS`; memo indices bounded by the number of opcodes so far and fetched
+    only for atoms; frames and strings no longer than the bytes left; nothing after STOP.
+    Linear in the file size."""
+    memo: dict[int, bool] = {}  # index -> is an atom
+    count, prev, stop_at = 0, None, None
+    try:
+        for op, arg, pos in pickletools.genops(data):
+            count += 1
+            name = op.name
+            if name not in _ALLOWED_OPS:
+                raise DataFormatError(f"{source}: pickle opcode {name} at byte {pos}, which a CIFAR batch never "
+                                      "uses; refusing to load it")
+            if name in _PUT_OPS:
+                index = len(memo) if name == "MEMOIZE" else arg
+                if not isinstance(index, int) or not 0 <= index <= count:
+                    raise DataFormatError(f"{source}: pickle memo index {index} at byte {pos} is out of range")
+                memo[index] = prev in _ATOM_OPS
+                continue
+            if name in _GET_OPS:
+                if arg not in memo:
+                    raise DataFormatError(f"{source}: pickle fetches memo entry {arg} that was never stored")
+                if not memo[arg]:
+                    raise DataFormatError(f"{source}: pickle re-uses a container (memo entry {arg}) at byte {pos}, "
+                                          "which a CIFAR batch never does; refusing to load it")
+            if name == "FRAME" and arg > len(data) - pos:
+                raise DataFormatError(f"{source}: pickle frame of {arg} bytes at byte {pos} runs past the end")
+            if name == "STOP":
+                stop_at = pos + 1
+            prev = name
+    except DataFormatError:
+        raise
+    except Exception as err:  # noqa: BLE001 - genops raises ValueError and friends on malformed input
+        raise DataFormatError(f"{source}: not a valid CIFAR pickle ({type(err).__name__}: {_one_line(err)})") from None
+    if stop_at is None:
+        raise DataFormatError(f"{source}: not a valid CIFAR pickle (no STOP opcode)")
+    if stop_at != len(data):
+        raise DataFormatError(f"{source}: {len(data) - stop_at} bytes after the pickle's end; the file is corrupt")
 
 
 class RestrictedUnpickler(pickle.Unpickler):
@@ -236,17 +505,20 @@ class RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module, name):  # noqa: D401 - pickle API
         try:
             return _ALLOWED_GLOBALS[(module, name)]
-        except KeyError:
-            raise DataFormatError(f"{self.source}: pickle references {module}.{name}, which a CIFAR batch "
-                                  "never does; refusing to load it (only numpy arrays are allowed)") from None
+        except (KeyError, TypeError):
+            raise DataFormatError(f"{self.source}: pickle references {str(module)[:60]}.{str(name)[:60]}, which a "
+                                  "CIFAR batch never does; refusing to load it (only numpy arrays are allowed)") from None
 
     def persistent_load(self, pid):  # noqa: D401 - pickle API
         raise DataFormatError(f"{self.source}: pickle uses persistent ids, which a CIFAR batch never does")
 
 
 def safe_unpickle(data: bytes, source: str):
-    """Unpickle untrusted bytes with :class:`RestrictedUnpickler`; any failure -> DataFormatError."""
+    """Unpickle untrusted bytes: opcodes checked first (:func:`check_pickle_ops`), then
+    :class:`RestrictedUnpickler`; any failure -> DataFormatError.  Arrays come back as
+    :class:`_Array` holders (``.array``); :func:`parse_cifar_batch` unwraps them."""
     try:
+        check_pickle_ops(data, source)
         return RestrictedUnpickler(io.BytesIO(data), source).load()
     except DataFormatError as err:
         # _safe_reconstruct and friends do not know the file name; add it.
@@ -260,59 +532,88 @@ def safe_unpickle(data: bytes, source: str):
         raise DataFormatError(f"{source}: not a valid CIFAR pickle ({type(err).__name__}: {_one_line(err)})") from None
 
 
-def _key(d: dict, name: str):
-    # Python-2 pickles loaded with encoding="bytes" have bytes keys; re-saved ones have str.
-    if name.encode() in d:
-        return d[name.encode()]
-    return d.get(name)
+_CIFAR_KEYS = {"batch_label", "data", "labels", "fine_labels", "coarse_labels", "filenames"}
+
+
+def _int_list(value, n: int | None) -> np.ndarray | None:
+    """A list of plain ints (or a 1-D integer array) as int64, or None; checked element by
+    element, never converted first (a hostile list may hold anything)."""
+    if isinstance(value, _Array):
+        a = value.array
+        if a is None or a.ndim != 1 or a.dtype.kind not in "iu" or (n is not None and len(a) != n):
+            return None
+        return a.astype(np.int64)
+    if not isinstance(value, list) or (n is not None and len(value) != n):
+        return None
+    if not all(type(v) is int and -2 ** 63 <= v < 2 ** 63 for v in value):
+        return None
+    return np.array(value, dtype=np.int64)
 
 
 def parse_cifar_batch(data: bytes, source: str, label_key: str, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """One pickled CIFAR batch -> (uint8 images (N, 3, 32, 32), int64 labels (N,)).
 
-    ``label_key`` is ``"labels"`` for CIFAR-10 and ``"fine_labels"`` for CIFAR-100.
+    ``label_key`` is ``"labels"`` for CIFAR-10 and ``"fine_labels"`` for CIFAR-100.  The
+    structure is checked exactly (a dict of the known keys, ``data`` a uint8 (N, 3072) array,
+    labels N integers, names N strings) before anything is converted.
     """
     obj = safe_unpickle(data, source)
     if not isinstance(obj, dict):
         raise DataFormatError(f"{source}: CIFAR batch must be a dict, got {type(obj).__name__}")
-    images, labels = _key(obj, "data"), _key(obj, label_key)
+    keys = {}
+    for k, v in obj.items():
+        name = _text(k)
+        if name not in _CIFAR_KEYS or name in keys:
+            raise DataFormatError(f"{source}: CIFAR batch has an unexpected key {(name or str(k))[:40]!r}; "
+                                  f"expected {', '.join(sorted(_CIFAR_KEYS))}")
+        keys[name] = v
+    images, labels = keys.get("data"), keys.get(label_key)
     missing = [k for k, v in (("data", images), (label_key, labels)) if v is None]
     if missing:
         raise DataFormatError(f"{source}: CIFAR batch lacks key(s) {', '.join(missing)}; "
                               f"expected 'data' and '{label_key}'")
     per_image = int(np.prod(CIFAR_SHAPE))
-    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 2 \
-            or images.shape[1] != per_image:
-        desc = f"{images.dtype} array {images.shape}" if isinstance(images, np.ndarray) else type(images).__name__
+    arr = images.array if isinstance(images, _Array) else None
+    if arr is None or arr.dtype != np.uint8 or arr.ndim != 2 or arr.shape[1] != per_image:
+        desc = f"{arr.dtype} array {arr.shape}" if arr is not None else type(images).__name__
         raise DataFormatError(f"{source}: 'data' must be a uint8 array of shape (N, {per_image}), got {desc}")
-    try:
-        labels = np.asarray(labels)
-    except Exception:  # noqa: BLE001 - ragged/odd objects
-        labels = np.asarray([None])
-    if labels.ndim != 1 or labels.dtype.kind not in "iu":
-        raise DataFormatError(f"{source}: '{label_key}' must be a list of integers, "
-                              f"got {labels.dtype} with shape {labels.shape}")
-    labels = labels.astype(np.int64)
-    check_pair(images, labels, num_classes, source)
-    return images.reshape((-1, *CIFAR_SHAPE)), labels
+    label_arr = _int_list(labels, None)
+    if label_arr is None:
+        raise DataFormatError(f"{source}: '{label_key}' must be a list of integers, got {type(labels).__name__}")
+    check_pair(arr, label_arr, num_classes, source)
+    for key in ("coarse_labels", "labels", "fine_labels"):
+        if key != label_key and key in keys and _int_list(keys[key], len(arr)) is None:
+            raise DataFormatError(f"{source}: '{key}' must be a list of {len(arr)} integers")
+    names = keys.get("filenames")
+    if names is not None and not (isinstance(names, list) and len(names) == len(arr)
+                                  and all(isinstance(x, (bytes, str)) for x in names)):
+        raise DataFormatError(f"{source}: 'filenames' must be a list of {len(arr)} names")
+    if "batch_label" in keys and not isinstance(keys["batch_label"], (bytes, str)):
+        raise DataFormatError(f"{source}: 'batch_label' must be a string")
+    return arr.reshape((-1, *CIFAR_SHAPE)), label_arr
 
 
 # --------------------------------------------------------------------------- tar
 
 
-def read_tar_members(archive: Path, wanted: dict[str, str], max_member_bytes: int = 512 << 20) -> dict[str, bytes]:
+def read_tar_members(archive: Path, wanted: dict[str, str], max_member_bytes: int = MAX_CIFAR_BATCH_BYTES,
+                     max_inflated: int = MAX_ARCHIVE_INFLATED) -> dict[str, bytes]:
     """Read regular-file members of a tar(.gz) into memory without extracting anything.
 
     ``wanted`` maps member path (e.g. ``cifar-10-batches-py/data_batch_1``) -> key; the
     result maps key -> bytes for the members that were found.  Only exact, relative,
     ``..``-free names of regular files are read, so links, devices and path-traversal
-    entries are ignored rather than followed.
+    entries are ignored rather than followed.  The archive is read in one pass and never
+    past ``max_inflated`` bytes of tar stream (skipping a member still inflates it).
     """
     source = str(archive)
     found: dict[str, bytes] = {}
     try:
         with tarfile.open(archive, mode="r:*") as tar:
             for member in tar:
+                if member.offset_data + max(member.size, 0) > max_inflated:
+                    raise DataFormatError(f"{source}: inflates to more than {max_inflated} bytes, more than any "
+                                          "CIFAR archive; not a dataset file")
                 name = PurePosixPath(member.name)
                 if name.is_absolute() or ".." in name.parts or not member.isreg():
                     continue

@@ -17,12 +17,13 @@ SPLITS = ("train", "test")
 
 @dataclass(frozen=True)
 class FileSpec:
-    """One published file: its name, the MD5 of the published bytes and, for gzipped
-    IDX files, the MD5 of the decompressed payload."""
+    """One published file: its name, the MD5 of the published bytes, for gzipped IDX
+    files the MD5 of the decompressed payload, and its size in bytes."""
 
     name: str
     md5: str
     content_md5: str | None = None
+    size: int | None = None  # bytes of the published file: a download never takes more
 
 
 @dataclass(frozen=True)
@@ -100,10 +101,10 @@ DATASETS: dict[str, DatasetInfo] = {
         citation="Xiao, Rasul & Vollgraf 2017, arXiv:1708.07747",
         base_url=_FMNIST_URL,
         downloads=(
-            FileSpec("train-images-idx3-ubyte.gz", "8d4fb7e6c68d591d4c3dfef9ec88bf0d", "f4a8712d7a061bf5bd6d2ca38dc4d50a"),
-            FileSpec("train-labels-idx1-ubyte.gz", "25c81989df183df01b3e8a0aad5dffbe", "9018921c3c673c538a1fc5bad174d6f9"),
-            FileSpec("t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79", "8181f5470baa50b63fa0f6fddb340f0a"),
-            FileSpec("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310", "15d484375f8d13e6eb1aabb0c3f46965"),
+            FileSpec("train-images-idx3-ubyte.gz", "8d4fb7e6c68d591d4c3dfef9ec88bf0d", "f4a8712d7a061bf5bd6d2ca38dc4d50a", size=26421880),
+            FileSpec("train-labels-idx1-ubyte.gz", "25c81989df183df01b3e8a0aad5dffbe", "9018921c3c673c538a1fc5bad174d6f9", size=29515),
+            FileSpec("t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79", "8181f5470baa50b63fa0f6fddb340f0a", size=4422102),
+            FileSpec("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310", "15d484375f8d13e6eb1aabb0c3f46965", size=5148),
         ),
         split_files=_IDX_SPLITS, aliases=("fashion_mnist", "FashionMNIST/raw"),
         system_dirs=("/usr/share/datasets/fashion-mnist",),
@@ -117,10 +118,10 @@ DATASETS: dict[str, DatasetInfo] = {
         citation="LeCun, Bottou, Bengio & Haffner 1998",
         base_url=_MNIST_URL,
         downloads=(
-            FileSpec("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873", "6bbc9ace898e44ae57da46a324031adb"),
-            FileSpec("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432", "a25bea736e30d166cdddb491f175f624"),
-            FileSpec("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3", "2646ac647ad5339dbf082846283269ea"),
-            FileSpec("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c", "27ae3e4e09519cfbb04c329615203637"),
+            FileSpec("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873", "6bbc9ace898e44ae57da46a324031adb", size=9912422),
+            FileSpec("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432", "a25bea736e30d166cdddb491f175f624", size=28881),
+            FileSpec("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3", "2646ac647ad5339dbf082846283269ea", size=1648877),
+            FileSpec("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c", "27ae3e4e09519cfbb04c329615203637", size=4542),
         ),
         split_files=_IDX_SPLITS, aliases=("MNIST/raw",),
         system_dirs=("/usr/share/datasets/mnist",),
@@ -134,7 +135,7 @@ DATASETS: dict[str, DatasetInfo] = {
         description="32x32 colour images, 10 classes",
         citation="Krizhevsky 2009, Learning Multiple Layers of Features from Tiny Images",
         base_url="https://www.cs.toronto.edu/~kriz/",
-        downloads=(FileSpec("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a"),),
+        downloads=(FileSpec("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a", size=170498071),),
         split_files={"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": ("test_batch",)},
         folder="cifar-10-batches-py", label_key="labels",
         member_md5={
@@ -154,7 +155,7 @@ DATASETS: dict[str, DatasetInfo] = {
         description="32x32 colour images, 100 fine classes",
         citation="Krizhevsky 2009, Learning Multiple Layers of Features from Tiny Images",
         base_url="https://www.cs.toronto.edu/~kriz/",
-        downloads=(FileSpec("cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85"),),
+        downloads=(FileSpec("cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85", size=169001437),),
         split_files={"train": ("train",), "test": ("test",)},
         folder="cifar-100-python", label_key="fine_labels",
         member_md5={"train": "16019d7e3df5f24257cddd939b257f8d", "test": "f0ef6b0ae62326f3e7ffdfab6717acfc"},

@@ -12,6 +12,11 @@ Search order for a dataset NAME (the first folder holding every file of the spli
    ``dataset-fashion-mnist``);
 4. the user cache ``$XDG_CACHE_HOME/reslab/NAME`` (default ``~/.cache/reslab/NAME``);
 5. a download from the publisher into (4), checked against the published MD5 first.
+
+Splits are never mixed: the first folder holding *any* file of the dataset must hold the
+requested split too, or the error names the missing files and the folder (the user cache
+excepted, which the next download completes).  Downloads have an overall deadline, a size
+cap (the published size) and leave no ``.part`` file behind.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ import hashlib
 import http.client
 import json
 import os
-import shutil
+import re
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -28,12 +34,14 @@ from pathlib import Path
 
 import numpy as np
 
-from reslab.data.formats import gunzip
+from reslab.data.formats import MAX_IDX_BYTES, gunzip, read_file
 from reslab.data.registry import SPLITS, DatasetInfo
 from reslab.errors import DataFormatError, ReslabError
 
 PARSED_CACHE_VERSION = 1
-DOWNLOAD_TIMEOUT_S = 60
+DOWNLOAD_TIMEOUT_S = 60             # each network wait
+DOWNLOAD_DEADLINE_S = 30 * 60       # a whole download (CIFAR is 170 MB: 30 min is 95 kB/s)
+MAX_DOWNLOAD_BYTES = 1 << 30        # a file whose published size is not known
 
 
 @dataclass(frozen=True)
@@ -103,13 +111,49 @@ def _find_in(info: DatasetInfo, split: str, origin: str, d: Path) -> Location | 
     return None
 
 
+def _present(info: DatasetInfo, d: Path) -> list[str]:
+    """Files of ``info`` (of any split) that ``d`` holds: evidence that ``d`` is where the
+    dataset lives.  CIFAR-100's generic member names (``train``, ``test``) count only inside
+    its own folder."""
+    every = [n for names in info.split_files.values() for n in names]
+    if info.format == "idx":
+        return [p.name for n in every for p in (d / f"{n}.gz", d / n) if p.is_file()]
+    found = [f"{info.folder}/{n}" for n in every if (d / info.folder / n).is_file()]
+    found += [n for n in every if n not in ("train", "test") and (d / n).is_file()]
+    if info.downloads and (d / info.downloads[0].name).is_file():
+        found.append(info.downloads[0].name)
+    return found
+
+
+def _missing(info: DatasetInfo, split: str, d: Path) -> list[str]:
+    names = info.split_files[split]
+    if info.format == "idx":
+        return [f"{n}.gz" for n in names if not (d / f"{n}.gz").is_file() and not (d / n).is_file()]
+    folder = d / info.folder if (d / info.folder).is_dir() else d
+    prefix = f"{info.folder}/" if folder != d else ""
+    return [prefix + n for n in names if not (folder / n).is_file()]
+
+
 def locate(info: DatasetInfo, split: str, data_dir: str | os.PathLike | None = None) -> Location | None:
-    """The first :class:`Location` in the search order holding all of ``split``, or None."""
+    """The first :class:`Location` in the search order holding all of ``split``, or None.
+
+    Splits are never mixed from different places: the first folder that holds *any* file of
+    the dataset is where every split must be, and a split missing there is an error naming
+    the missing files (except in the user cache, which an interrupted download may have
+    left part-filled and the next download completes)."""
     for origin, d in search_dirs(info, data_dir):
         if d.is_dir():
             found = _find_in(info, split, origin, d)
             if found is not None:
                 return found
+            present = _present(info, d)
+            if present and origin != "cache":
+                missing = _missing(info, split, d)
+                raise ReslabError(
+                    f"dataset {info.name}: {d} ({origin}) holds {present[0]}"
+                    f"{f' and {len(present) - 1} other file(s)' if len(present) > 1 else ''} of it, but the "
+                    f"{split} split's {', '.join(missing)} not found there; put the missing file(s) there "
+                    f"(the splits of a dataset are never taken from different places)")
     return None
 
 
@@ -137,21 +181,82 @@ def md5_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def fetch(url: str, dest: Path, timeout: float = DOWNLOAD_TIMEOUT_S) -> None:
-    """Copy ``url`` to ``dest`` with urllib (http, https and file:// URLs)."""
+class DownloadLimit(OSError):
+    """A download ran past its deadline or its size cap."""
+
+
+def fetch(url: str, dest: Path, timeout: float = DOWNLOAD_TIMEOUT_S, *, max_bytes: int | None = None,
+          deadline: float | None = None) -> None:
+    """Copy ``url`` to ``dest`` with urllib (http, https and file:// URLs).
+
+    ``timeout`` bounds each network wait; ``deadline`` (a ``time.monotonic()`` value) the
+    whole transfer, so a server that drips bytes cannot hold a run forever; ``max_bytes``
+    the size: a declared or actual length above it stops the transfer at once.
+    """
+    if deadline is not None:  # no single wait may outlast the deadline either
+        timeout = max(0.1, min(timeout, deadline - time.monotonic()))
     with urllib.request.urlopen(url, timeout=timeout) as resp, open(dest, "wb") as out:  # noqa: S310
-        shutil.copyfileobj(resp, out, 1 << 20)
+        declared = resp.headers.get("Content-Length") if getattr(resp, "headers", None) is not None else None
+        if max_bytes is not None and declared is not None and declared.strip().isdigit() \
+                and int(declared) > max_bytes:
+            raise DownloadLimit(f"the server announces {int(declared)} bytes, the published file has {max_bytes}")
+        read = getattr(resp, "read1", resp.read)  # read1: what has arrived, so the deadline is checked often
+        total = 0
+        while True:
+            if deadline is not None and time.monotonic() > deadline:
+                raise DownloadLimit(f"not finished within the download deadline ({total} bytes so far)")
+            chunk = read(1 << 20)
+            if not chunk:
+                return
+            total += len(chunk)
+            if max_bytes is not None and total > max_bytes:
+                raise DownloadLimit(f"more than the {max_bytes} bytes of the published file")
+            out.write(chunk)
+
+
+_PART = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.part$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def sweep_partial_downloads(dest: Path) -> list[Path]:
+    """Remove ``.NAME.PID.part`` files whose process is gone (a download killed with -9
+    cannot clean up after itself); returns what was removed."""
+    removed = []
+    try:
+        entries = list(dest.iterdir())
+    except OSError:
+        return removed
+    for p in entries:
+        m = _PART.match(p.name)
+        if m and int(m.group("pid")) != os.getpid() and not _pid_alive(int(m.group("pid"))):
+            try:
+                p.unlink()
+                removed.append(p)
+            except OSError:
+                pass
+    return removed
 
 
 def download(info: DatasetInfo, dest: Path | None = None, *, base_url: str | None = None,
-             log=None) -> Path:
+             log=None, deadline_s: float = DOWNLOAD_DEADLINE_S) -> Path:
     """Download ``info``'s published files into ``dest`` (default: the user cache).
 
     ``base_url`` (default ``$RESLAB_DATA_MIRROR``, else the publisher) lets a local
     mirror or a ``file://`` folder stand in.  Each file lands under a temporary name and
     is renamed only after its MD5 matches the published one; a mismatching or broken
     download is deleted and raises.  Network failures raise ReslabError saying which
-    files to put where.
+    files to put where.  The whole download has a deadline of ``deadline_s`` seconds and
+    each file a size cap (its published size); temporary ``.part`` files are removed on
+    any exit, and those of killed earlier attempts at the next start.
     """
     if not info.downloads:
         raise ReslabError(f"dataset {info.name} is generated, there is nothing to download")
@@ -161,6 +266,8 @@ def download(info: DatasetInfo, dest: Path | None = None, *, base_url: str | Non
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ReslabError(f"cannot create download folder {dest}: {err.strerror or err}") from None
+    sweep_partial_downloads(dest)
+    deadline = time.monotonic() + deadline_s
     for spec in info.downloads:
         final = dest / spec.name
         if final.is_file() and md5_file(final) == spec.md5:
@@ -170,18 +277,20 @@ def download(info: DatasetInfo, dest: Path | None = None, *, base_url: str | Non
         if log:
             log(f"downloading {url} -> {final}")
         try:
-            fetch(url, tmp)
-        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as err:
-            tmp.unlink(missing_ok=True)
-            reason = getattr(err, "reason", None) or err
-            raise ReslabError(not_found_message(info, reason=f"{url}: {reason}")) from None
-        got = md5_file(tmp)
-        if got != spec.md5:
-            tmp.unlink(missing_ok=True)
-            raise DataFormatError(f"{url}: downloaded file has MD5 {got}, expected {spec.md5}; deleted it "
-                                  f"(broken download or a changed file; retry, or fetch it by hand from "
-                                  f"{info.provider})")
-        os.replace(tmp, final)
+            try:
+                fetch(url, tmp, max_bytes=spec.size if spec.size is not None else MAX_DOWNLOAD_BYTES,
+                      deadline=deadline)
+            except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as err:
+                reason = getattr(err, "reason", None) or err
+                raise ReslabError(not_found_message(info, reason=f"{url}: {reason}")) from None
+            got = md5_file(tmp)
+            if got != spec.md5:
+                raise DataFormatError(f"{url}: downloaded file has MD5 {got}, expected {spec.md5}; deleted it "
+                                      f"(broken download or a changed file; retry, or fetch it by hand from "
+                                      f"{info.provider})")
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)  # any exit: error, Ctrl-C, SIGTERM turned into an exception
     return dest
 
 
@@ -205,12 +314,16 @@ def _check_idx(info: DatasetInfo, path: Path) -> Check:
         if got == spec.md5:
             return Check(path, True, f"MD5 {got} matches the published file")
         try:
-            payload = gunzip(path.read_bytes(), str(path))
+            payload = gunzip(read_file(path, MAX_IDX_BYTES, "IDX dataset file"), str(path), limit=MAX_IDX_BYTES)
         except DataFormatError as err:
             return Check(path, False, str(err))
         what = "re-compressed copy, same content"
     else:
-        payload, what = path.read_bytes(), "uncompressed copy"
+        try:
+            payload = read_file(path, MAX_IDX_BYTES, "IDX dataset file")
+        except DataFormatError as err:
+            return Check(path, False, str(err))
+        what = "uncompressed copy"
     got = hashlib.md5(payload, usedforsecurity=False).hexdigest()
     if got == spec.content_md5:
         return Check(path, True, f"{what}: content MD5 {got} matches the published data")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -20,6 +22,14 @@ from reslab.errors import ReslabError
 SCHEDULES = ("step", "onecycle", "cosine", "constant")
 AMP_CHOICES = ("auto", "bf16", "off")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# Sanity ceilings: far beyond any real run, low enough that a typo fails at once instead of
+# allocating for minutes.  The paper's deepest net is ResNet-1202 (depth cap: twice that); its
+# widths are multiplier 1 (cap 16: 1,024 filters in the last CIFAR stage).
+MAX_DEPTH = 2 * 1202
+MAX_WIDTH = 16.0
+MAX_ITERATIONS = 10 ** 9
+MAX_BATCH = 1 << 20
+MAX_CONFIG_FILE_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -83,6 +93,8 @@ class TrainConfig:
 
 def _depth_of(model: str) -> int | None:
     digits = "".join(ch for ch in model if ch.isdigit())
+    if len(digits) > 6:  # far deeper than any model; int() of thousands of digits would raise
+        return 10 ** 6
     return int(digits) if digits else None
 
 
@@ -129,17 +141,34 @@ def _coerce(key: str, value: Any) -> Any:
                 raise ValueError
             return int(str(value).replace("_", "")) if isinstance(value, str) else int(value)
         if kind.startswith("float"):
-            return float(value)
+            if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+                raise ValueError
+            out = float(value)
+            if not math.isfinite(out):
+                raise ValueError
+            return out
         if kind.startswith("tuple"):
             items = value if isinstance(value, (list, tuple)) else [v for v in str(value).replace(",", " ").split()]
             return tuple(int(str(v).replace("_", "")) for v in items)
         if kind.startswith("str"):
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                raise ValueError
             return str(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         pass
     else:
         return value
-    raise ReslabError(f"config key {key!r}: {value!r} is not a valid {kind} (default: {default!r})")
+    raise ReslabError(f"config key {key!r}: {_short(value)} is not a valid {kind} (default: {default!r})")
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to one short line (a hostile value may be huge or deeply nested)."""
+    try:
+        text = repr(value) if not isinstance(value, (list, dict, tuple)) else f"a {type(value).__name__}"
+    except (RecursionError, ValueError):
+        text = f"a {type(value).__name__}"
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def validate(cfg: TrainConfig) -> None:
@@ -149,7 +178,17 @@ def validate(cfg: TrainConfig) -> None:
         if not ok:
             raise ReslabError(msg)
 
-    need(cfg.batch_size >= 1, f"batch_size must be >= 1, got {cfg.batch_size}")
+    _check_model(cfg.model)
+    from reslab.data.registry import get_info
+
+    get_info(cfg.dataset)  # an unknown dataset: its one-line error now, not after the run directory is set up
+    need(isinstance(cfg.width, (int, float)) and math.isfinite(cfg.width) and 0 < cfg.width <= MAX_WIDTH,
+         f"width must be a multiplier in (0, {MAX_WIDTH:g}] of the paper's filter counts, got {cfg.width}")
+    need(0 <= cfg.seed < 2 ** 32, f"seed must be in 0..2**32-1, got {_short(cfg.seed)}")
+    need(1 <= cfg.batch_size <= MAX_BATCH, f"batch_size must be in 1..{MAX_BATCH}, got {_short(cfg.batch_size)}")
+    need(cfg.iterations <= MAX_ITERATIONS, f"iterations must be <= {MAX_ITERATIONS}, got {_short(cfg.iterations)}")
+    for key in ("lr", "momentum", "weight_decay", "warmup_until_error", "onecycle_pct"):
+        need(math.isfinite(getattr(cfg, key)), f"{key} must be a finite number, got {getattr(cfg, key)}")
     need(cfg.accum_steps >= 1 and cfg.batch_size % cfg.accum_steps == 0,
          f"accum_steps must be >= 1 and divide batch_size {cfg.batch_size}, got {cfg.accum_steps}")
     need(cfg.lr > 0, f"lr must be > 0, got {cfg.lr}")
@@ -182,18 +221,52 @@ def validate(cfg: TrainConfig) -> None:
          f"device {cfg.device!r} is not valid; valid: auto, cpu, cuda, cuda:N")
 
 
+_CIFAR_NAME = re.compile(r"cifar-(resnet|plain)(\d+)$")
+
+
+def _check_model(name: str) -> None:
+    """A ResNet or plain net that exists, of at most MAX_DEPTH layers; decided from the name
+    alone, before anything is built."""
+    from reslab.models.registry import _lookup, model_family
+
+    m = _CIFAR_NAME.match(str(name))
+    if m and (len(m.group(2)) > 6 or int(m.group(2)) > MAX_DEPTH):
+        raise ReslabError(f"model {_short(name)}: deeper than the limit of {MAX_DEPTH} layers "
+                          f"(twice the paper's deepest, ResNet-1202)")
+    _lookup(str(name))  # an unknown name or a CIFAR depth that is not 6n+2: its one-line error
+    if model_family(name) == "mlp":
+        raise ReslabError(f"model {name!r} is the scalar net of the shattered-gradients experiment (1-D inputs), "
+                          "not an image classifier; train a ResNet or plain net (resnet20, plain56, cifar-resnetN, ...)")
+
+
 def load_file(path: str | Path) -> dict[str, Any]:
+    """A TOML or JSON file holding one table/object of config keys; anything else is one line."""
     p = Path(path)
     if not p.is_file():
         raise ReslabError(f"--config {p}: no such file")
+    if p.suffix not in (".toml", ".json"):
+        raise ReslabError(f"--config {p}: unknown format {p.suffix!r}; valid: .toml, .json")
     try:
-        if p.suffix == ".toml":
-            return tomllib.loads(p.read_text())
-        if p.suffix == ".json":
-            return json.loads(p.read_text())
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
-        raise ReslabError(f"--config {p}: cannot parse: {str(err).splitlines()[0]}") from None
-    raise ReslabError(f"--config {p}: unknown format {p.suffix!r}; valid: .toml, .json")
+        with open(p, "rb") as f:
+            raw = f.read(MAX_CONFIG_FILE_BYTES + 1)
+    except OSError as err:
+        raise ReslabError(f"--config {p}: cannot read ({err.strerror or err})") from None
+    if len(raw) > MAX_CONFIG_FILE_BYTES:
+        raise ReslabError(f"--config {p}: larger than {MAX_CONFIG_FILE_BYTES} bytes; not a config file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ReslabError(f"--config {p}: not a UTF-8 text file") from None
+    try:
+        values = tomllib.loads(text) if p.suffix == ".toml" else json.loads(text)
+    except RecursionError:
+        raise ReslabError(f"--config {p}: cannot parse: nested too deeply") from None
+    except (ValueError, TypeError) as err:  # incl. TOMLDecodeError, JSONDecodeError, int digit limits
+        lines = str(err).splitlines() or [type(err).__name__]
+        raise ReslabError(f"--config {p}: cannot parse: {lines[0][:160]}") from None
+    if not isinstance(values, dict):
+        raise ReslabError(f"--config {p}: must hold a table of config keys, got a {type(values).__name__}")
+    return values
 
 
 def parse_sets(items: list[str]) -> dict[str, str]:

@@ -80,3 +80,10 @@ def any_rank(flag: bool, device: torch.device) -> bool:
     t = torch.tensor([1.0 if flag else 0.0], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
+
+
+def all_gather(t: torch.Tensor) -> torch.Tensor:
+    """``t`` from every rank, stacked in rank order (a collective: every rank must call it)."""
+    parts = [torch.zeros_like(t) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, t)
+    return torch.stack(parts)

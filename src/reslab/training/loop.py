@@ -11,6 +11,7 @@ same weights, bit for bit, as one that never stopped (CPU, deterministic setting
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from torch import nn
 from reslab.errors import ReslabError
 from reslab.training import checkpoint as ckpt
 from reslab.training import distributed as D
+from reslab.training import rundir
 from reslab.training.config import TrainConfig, from_dict
 from reslab.training.data import RunData, build_data
 from reslab.training.evaluate import autocast_ctx, evaluate_loader
@@ -116,10 +118,14 @@ class _StopFlag:
 
 
 def train(cfg: TrainConfig | dict | None = None, out: str | Path | None = None, *, resume: bool = False,
-          quiet: bool = False) -> TrainResult:
+          overwrite: bool = False, quiet: bool = False) -> TrainResult:
     """Train ``cfg`` (a :class:`TrainConfig` or a dict of its keys) into the run directory
     ``out`` (default ``runs/MODEL-DATASET-TIME``); with ``resume``, continue the run in
-    ``out`` from its latest checkpoint, using the config saved there."""
+    ``out`` from its latest checkpoint, using the config saved there.
+
+    The run directory belongs to this run while it lasts (an exclusive lock, see
+    :mod:`reslab.training.rundir`).  A fresh run needs a missing or empty directory; one
+    that already holds a run needs ``resume`` or ``overwrite`` (which replaces that run)."""
     if isinstance(cfg, dict):
         cfg = from_dict(cfg)
     if out is None:
@@ -127,30 +133,73 @@ def train(cfg: TrainConfig | dict | None = None, out: str | Path | None = None, 
             raise ReslabError("resume needs the run directory as `out`")
         out = Path("runs") / f"{cfg.model}-{cfg.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = Path(out)
-    latest_path = run_dir / "checkpoints" / ckpt.LATEST
-    state = None
-    if resume:
-        state = ckpt.load(latest_path)
-        cfg = from_dict(state["config"])
-    elif cfg is None:
+    if resume and overwrite:
+        raise ReslabError("--resume continues a run, --overwrite starts it over; choose one")
+    if not resume and cfg is None:
         raise ReslabError("train() needs a config (or resume=True with a run directory)")
-    elif latest_path.exists():
-        raise ReslabError(f"--out {run_dir}: already holds a run; use --resume {run_dir} or another --out")
 
     info = D.from_env()
-    device = D.pick_device(cfg.device, info)
-    D.setup(info, device)
+    claimed: rundir.RunDir | None = None
+    claim_error: ReslabError | None = None
     try:
-        result = _train(cfg, run_dir, state, info, device, quiet)
-    except BaseException:
-        D.teardown(info)  # no barrier here: the other ranks may never reach it
-        raise
-    D.teardown(info, barrier=True)
-    return result
+        if info.is_main:  # only rank 0 writes, so only rank 0 holds the directory
+            try:
+                claimed = rundir.claim(run_dir, resume=resume, overwrite=overwrite)
+            except ReslabError as err:
+                if not info.enabled:
+                    raise
+                claim_error = err  # raised below on every rank, so that none waits for rank 0
+        state = None
+        if resume:
+            state, cfg = load_resume_state(run_dir)
+        device = D.pick_device(cfg.device, info)
+        D.setup(info, device)
+        try:
+            if info.enabled and D.any_rank(claim_error is not None, device):
+                raise claim_error or ReslabError(f"--out {run_dir}: rank 0 refused the run directory "
+                                                 "(its message says why)")
+            result = _train(cfg, run_dir, state, info, device, quiet, claimed)
+        except BaseException:
+            D.teardown(info)  # no barrier here: the other ranks may never reach it
+            raise
+        D.teardown(info, barrier=True)
+        return result
+    finally:
+        if claimed is not None:
+            claimed.release()
+
+
+def load_resume_state(run_dir: Path) -> tuple[dict, TrainConfig]:
+    """The run's latest checkpoint, checked (keys, types, ranges, RNG state) and matched
+    against the run's ``config.json``: a checkpoint of another run is refused, never resumed
+    as what it claims to be."""
+    path = run_dir / "checkpoints" / ckpt.LATEST
+    state = ckpt.load(path)
+    if "config" not in state:
+        raise ReslabError(f"{path}: not a resumable checkpoint: lacks config")
+    cfg = from_dict(state["config"])
+    ckpt.check_resume_state(state, path, cfg.iterations)
+    saved = run_dir / "config.json"
+    if saved.is_file():
+        try:
+            on_disk = json.loads(saved.read_text())
+            if not isinstance(on_disk, dict):
+                raise ValueError(f"a {type(on_disk).__name__}, not an object")
+            on_disk = from_dict(on_disk).to_dict()
+        except (ValueError, RecursionError, OSError) as err:  # ReslabError is a ValueError
+            raise ReslabError(f"{saved}: not a valid run config ({' '.join(str(err).split())[:120]}); "
+                              "the run directory is damaged") from None
+        mine = cfg.to_dict()
+        diff = [k for k in mine if mine[k] != on_disk.get(k)]
+        if diff:
+            k = diff[0]
+            raise ReslabError(f"{path}: belongs to another run: its config differs from {saved} in "
+                              f"{', '.join(diff[:5])} (e.g. {k} {mine[k]!r} vs {on_disk.get(k)!r}); not resuming")
+    return state, cfg
 
 
 def _train(cfg: TrainConfig, run_dir: Path, state: dict | None, info: D.DistInfo, device: torch.device,
-           quiet: bool) -> TrainResult:
+           quiet: bool, claimed: rundir.RunDir | None) -> TrainResult:
     if device.type == "cpu":
         torch.set_flush_denormal(True)  # deep plain nets run ~3x slower on denormal activations
         keep_freed_memory()  # fewer page faults on every step's activations (host.py)
@@ -170,9 +219,12 @@ def _train(cfg: TrainConfig, run_dir: Path, state: dict | None, info: D.DistInfo
         raise ReslabError(f"{data.num_train} training images make no batch of {cfg.batch_size // info.world_size} "
                           f"per rank (world size {info.world_size}); lower batch_size or raise train_subset")
     model = build_model(cfg, data).to(device)
-    if info.is_main:  # only now: a bad dataset or model leaves no half-made run directory
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1) + "\n")
+    latest = run_dir / "checkpoints" / ckpt.LATEST
+    if state is not None:
+        ckpt.check_model_state(state["model"], model, latest, f"{cfg.model} (the run's config)")
+        if state["position"] > len(data.train_loader):
+            raise ReslabError(f"{latest}: loader position {state['position']} is beyond the "
+                              f"{len(data.train_loader)} batches of an epoch; the checkpoint is damaged")
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     bf16 = use_bf16(cfg, device)
@@ -183,15 +235,25 @@ def _train(cfg: TrainConfig, run_dir: Path, state: dict | None, info: D.DistInfo
     sched = LRSchedule(cfg)
     it, epoch, pos, best_val, elapsed0 = 0, 0, 0, None, 0.0
     if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
+        ckpt.check_optimizer_state(state["optimizer"], opt, latest)
+        try:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["schedule"])
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as err:
+            raise ReslabError(f"{latest}: cannot restore the run from it ({type(err).__name__}: "
+                              f"{' '.join(str(err).split())[:160]})") from None
         for g in opt.param_groups:  # the saved groups carry the saving device's kernel choice
             g["fused"], g["foreach"] = fused, None
-        sched.load_state_dict(state["schedule"])
         it, epoch, pos = state["iteration"], state["epoch"], state["position"]
         best_val, elapsed0 = state["best_val_error"], state["elapsed"]
         ckpt.set_rng_state(state["rng"])
-        if info.is_main:
+    # Everything is built and every check passed: only now does the run write.
+    if info.is_main:
+        if claimed is not None:
+            claimed.start()  # --overwrite: the replaced run's files go only now
+        _write_config(run_dir, cfg)
+        if state is not None:
             truncate_after(run_dir / "metrics.jsonl", it)
     bare = model
     if info.enabled:
@@ -222,12 +284,19 @@ def _train(cfg: TrainConfig, run_dir: Path, state: dict | None, info: D.DistInfo
                 f"channels_last {'on' if cfg.channels_last else 'off'} -> {run_dir}")
 
     def save_latest() -> None:
+        # The sums behind the next metrics line, per rank, so that a resumed run logs the
+        # same line as one never interrupted.  (A collective under DDP: every rank calls save_latest.)
+        sums = torch.stack([loss_sum, err_sum])
+        rows = D.all_gather(sums) if info.enabled else sums[None]
         if not info.is_main or bad_at.item() >= 0:  # never save over the last good checkpoint
             return
+        rows = rows.cpu().tolist()
+        window = {"loss_sum": [r[0] for r in rows], "err_sum": [r[1] for r in rows], "n": window_n}
         ckpt.atomic_save({
             "model": bare.state_dict(), "optimizer": opt.state_dict(), "schedule": sched.state_dict(),
             "iteration": it, "epoch": epoch, "position": pos, "best_val_error": best_val,
             "elapsed": elapsed0 + time.perf_counter() - t_start, "rng": ckpt.rng_state(), "config": cfg.to_dict(),
+            "window": window,
         }, run_dir / "checkpoints" / ckpt.LATEST)
 
     def validate() -> dict:
@@ -249,6 +318,12 @@ def _train(cfg: TrainConfig, run_dir: Path, state: dict | None, info: D.DistInfo
     bad_at = torch.full((), -1, device=device, dtype=torch.int64)  # first non-finite iteration, on device
     gn_last = torch.zeros((), device=device)
     window_n, window_imgs = 0, 0
+    if state is not None and "window" in state:  # checkpoints before reslab 0.1.x have no window
+        w = state["window"]
+        r = info.rank if len(w["loss_sum"]) == info.world_size else None  # else: another world size
+        loss_sum.fill_(w["loss_sum"][r] if r is not None else sum(w["loss_sum"]) / len(w["loss_sum"]))
+        err_sum.fill_(w["err_sum"][r] if r is not None else sum(w["err_sum"]) / len(w["err_sum"]))
+        window_n = w["n"]
     check_every = 1 if device.type == "cpu" else max(1, cfg.log_every)  # no per-step host sync on GPU
     last: dict = {}
     t_start = t_window = time.perf_counter()
@@ -337,6 +412,17 @@ def _train(cfg: TrainConfig, run_dir: Path, state: dict | None, info: D.DistInfo
                        val_error=last.get("val_error"), best_val_error=best_val, test_error=last.get("test_error"),
                        images_per_s=last.get("images_per_s", 0.0), seconds=seconds, interrupted=interrupted,
                        model=bare)
+
+
+def _write_config(run_dir: Path, cfg: TrainConfig) -> None:
+    """``config.json``, atomically (a kill leaves the old file or the new one)."""
+    path = run_dir / "config.json"
+    tmp = run_dir / f".config.json.tmp{os.getpid()}"
+    try:
+        tmp.write_text(json.dumps(cfg.to_dict(), indent=1) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def latest_path_str(run_dir: Path) -> str:
