@@ -29,7 +29,7 @@ def one(amp: str, seed: int, iterations: int, root: Path) -> tuple[float, float,
     cfg = {"model": "resnet20", "dataset": "fashion-mnist", "train_subset": 8000, "val_size": 1000,
            "iterations": iterations, "schedule": "onecycle", "lr": 0.1, "batch_size": 128, "seed": seed,
            "amp": amp, "log_every": 20, "eval_every": iterations, "ckpt_every": 0}
-    r = train(cfg, root / f"{amp}-s{seed}", quiet=True)
+    r = train(cfg, root / f"{amp}-s{seed}", quiet=True, overwrite=True)  # a rerun replaces the old run
     rows = [m for m in read_metrics(root / f"{amp}-s{seed}") if "train_error" in m][-2:]
     return statistics.mean(m["train_error"] for m in rows), r.val_error, r.images_per_s
 

@@ -77,7 +77,7 @@ def run_trainer(name: str, overrides: dict, deadline_s: float, root: Path, devic
     t0 = time.perf_counter()
     timer.start()
     try:
-        res = train(cfg, root / name, quiet=True)
+        res = train(cfg, root / name, quiet=True, overwrite=True)  # a rerun replaces the old run
     finally:
         timer.cancel()
     wall = time.perf_counter() - t0

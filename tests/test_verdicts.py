@@ -74,3 +74,22 @@ def test_confidence_interval():
     noisy = stats.difference([1.0, 0.0, 0.5], [0.5, 1.0, 0.0])
     assert noisy["lo"] < 0 < noisy["hi"]
     assert stats.t975(1) > stats.t975(10) > stats.t975(100) == 1.96
+
+
+@pytest.mark.parametrize("command", ["vanishing", "reproduce"])
+def test_missing_data_dir_is_one_line_and_writes_nothing(tmp_path, capsys, command):
+    from reslab.cli import main
+
+    assert main([command, "--out", str(tmp_path / "o"), "--data-dir", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--data-dir" in err and "no such directory" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_broken_pipe_is_quiet():
+    import subprocess
+    import sys
+
+    proc = subprocess.run(f"'{sys.executable}' -m reslab weights list | head -1", shell=True, capture_output=True,
+                          text=True)
+    assert proc.stdout.startswith("source") and "Traceback" not in proc.stderr

@@ -30,6 +30,8 @@ def check_common(args) -> None:
         raise ReslabError(f"--seeds must be >= 1, got {args.seeds}")
     if args.threads is not None and args.threads < 1:
         raise ReslabError(f"--threads must be >= 1, got {args.threads}")
+    if args.data_dir is not None and not Path(args.data_dir).is_dir():
+        raise ReslabError(f"--data-dir {args.data_dir}: no such directory")
 
 
 def run_one(name: str, args, overrides: dict[str, Any] | None = None, say=None) -> dict[str, Any]:
