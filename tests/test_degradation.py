@@ -85,13 +85,19 @@ def test_judge_with_one_seed_needs_min_gap():
     assert "no interval" in v["parts"][0]["observed"]
 
 
+def test_judge_cannot_judge_one_depth():
+    cfg = degradation.config_for("quick", depths=(56,))
+    v = degradation.judge(cfg, _nets({"plain56": [0.3, 0.3, 0.3], "resnet56": [0.2, 0.2, 0.2]}))
+    assert v["outcome"] == base.NOT_REPRODUCED and "two depths" in v["summary"]
+
+
 def test_judge_cannot_judge_without_both_kinds():
     cfg = degradation.config_for("quick", kinds=("plain",))
     v = degradation.judge(cfg, _nets({"plain20": [0.2, 0.2, 0.2], "plain56": [0.3, 0.3, 0.3]}))
     assert v["outcome"] == base.NOT_REPRODUCED and "resnet20" in v["summary"]
 
 
-@pytest.mark.parametrize("kw,match", [(dict(depths=(21, 56)), "6n\\+2"), (dict(depths=(20,)), "two"),
+@pytest.mark.parametrize("kw,match", [(dict(depths=(21, 56)), "6n\\+2"), (dict(depths=(20, 20)), "different"),
                                       (dict(kinds=("dense",)), "kinds"), (dict(recipe="x"), "recipe"),
                                       (dict(iterations=0), "iterations"), (dict(train_error_window=10_000), "window")])
 def test_config_is_validated(kw, match):

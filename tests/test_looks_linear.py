@@ -89,3 +89,31 @@ def test_looks_linear_structure_and_unchanged_defaults():
     with pytest.raises(ReslabError, match="unknown init"):
         mlp(4, 8, init="lsuv")
     assert init_looks_linear(nn.Sequential(nn.Linear(2, 2))) is not None
+
+
+def test_cifar_plain_net_with_looks_linear_init_is_linear_along_a_path():
+    """CReLU + mirrored convs: plain-20 computes a linear function at init (BN statistics of the
+    path held fixed); its He-initialised twin does not."""
+    import reslab
+    from reslab.probes.shattering import grid_batch_stats
+
+    def spread(model):
+        torch.manual_seed(1)
+        x0, d = torch.randn(1, 3, 16, 16), torch.randn(1, 3, 16, 16)
+        x = (x0 + torch.linspace(-2, 2, 32).view(-1, 1, 1, 1) * d).requires_grad_(True)
+        with grid_batch_stats(model):
+            (g,) = torch.autograd.grad(model(x)[:, 0].sum(), x)
+        dd = (g * d).flatten(1).sum(1)
+        return float(dd.std() / dd.abs().mean())
+
+    torch.manual_seed(0)
+    ll_net = reslab.create_model("plain20", width=0.25, init="looks-linear")
+    he_net = reslab.create_model("plain20", width=0.25)
+    assert spread(ll_net) < 1e-4 < 1e-2 < spread(he_net)
+    n_ll, n_he = (sum(p.numel() for p in m.parameters()) for m in (ll_net, he_net))
+    assert 1.8 * n_he < n_ll < 2.2 * n_he  # every conv after the stem reads the CReLU's doubled channels
+    with pytest.raises(ReslabError, match="plain"):
+        reslab.create_model("resnet20", init="looks-linear")
+    from reslab.training.config import TrainConfig
+
+    assert TrainConfig(model="plain20", init="looks-linear").init == "looks-linear"

@@ -25,7 +25,7 @@ def one_thread():
 
 
 def _cfg(**kw):
-    return ll.config_for("quick", 3, depths=(2, 20), width=32, grid_points=64, **kw)
+    return ll.config_for("quick", 3, depths=(2, 20), width=32, grid_points=64, **{"train_iterations": 0, **kw})
 
 
 @pytest.fixture(scope="module")
@@ -75,9 +75,46 @@ def test_config_is_checked():
 
 def test_cli_looks_linear(tmp_path, capsys):
     rc = main(["looks-linear", "--out", str(tmp_path), "--seeds", "2", "--depths", "2", "12", "--width", "16",
-               "--quiet"])
+               "--train-iterations", "0", "--quiet"])
     assert rc == 0
     assert "[looks_linear]" in capsys.readouterr().out
     assert (tmp_path / "looks_linear" / "results.json").is_file()
     assert (tmp_path / "looks_linear" / "looks_linear.png").is_file()
     assert main(["looks-linear", "--out", str(tmp_path), "--seeds", "1"]) == 2
+
+
+def _trained(he, ll_, res, d=56):
+    """Hand-built per-seed final training errors of the three CIFAR nets."""
+    nets = {}
+    for kind, errs in (("plain", he), ("plain-ll", ll_), ("resnet", res)):
+        nets[f"{kind}{d}"] = {"kind": kind, "depth": d, "runs": [{"final_train_error": e, "final_test_error": e}
+                                                                 for e in errs]}
+    return {"nets": nets}
+
+
+def test_training_parts_on_favourable_and_adverse_numbers(results):
+    cfg = ll.config_for("quick", 3, depths=(2, 20), width=32, grid_points=64)
+    data = copy.deepcopy(results["data"])
+    data["training"] = _trained([0.40, 0.45, 0.42], [0.15, 0.16, 0.15], [0.15, 0.14, 0.15])
+    v = ll.judge(cfg, data)
+    assert v["outcome"] == base.REPRODUCED and len(v["parts"]) == 5
+    data["training"] = _trained([0.40, 0.45, 0.42], [0.30, 0.31, 0.30], [0.15, 0.14, 0.15])  # better than He only
+    v = ll.judge(cfg, data)
+    assert v["outcome"] == base.PARTLY and [p["passed"] for p in v["parts"][3:]] == [True, False]
+    assert "about as well as ResNet-56" in v["summary"]
+    data["training"] = _trained([0.30, 0.31, 0.30], [0.40, 0.45, 0.42], [0.15, 0.14, 0.15])  # worse than both
+    v = ll.judge(cfg, data)
+    assert [p["passed"] for p in v["parts"][3:]] == [False, False]
+    data.pop("training")
+    assert ll.judge(cfg, data)["outcome"] == base.NOT_REPRODUCED or not all(p["passed"] for p in ll.judge(cfg, data)["parts"])
+
+
+def test_tiny_training_half_trains_the_three_nets(tmp_path):
+    cfg = ll.config_for("quick", 2, depths=(2, 4), width=16, grid_points=32, train_depth=8, train_seeds=2,
+                        train_iterations=4, train_batch=32, train_subset=256, train_dataset="synthetic")
+    res = ll.run(cfg, base.Context(tmp_path / "looks_linear"))
+    nets = res["data"]["training"]["nets"]
+    assert set(nets) == {"cifar-plain8", "cifar-plain-ll8", "cifar-resnet8"}
+    assert all(len(n["runs"]) == 2 for n in nets.values()) and len(res["verdict"]["parts"]) == 5
+    paths = looks_linear_plots.plot(res, tmp_path)
+    assert {p.name for p in paths} >= {"looks_linear.png", "looks_linear_training.png"}

@@ -35,6 +35,7 @@ from typing import Any, Callable, ClassVar, Iterator
 import torch
 
 from reslab.errors import ReslabError
+from reslab.fileio import atomic_write
 
 RESULTS_FILE = "results.json"
 Progress = Callable[[str], None]
@@ -235,9 +236,7 @@ def save_results(results: dict[str, Any], out_dir: str | Path) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / RESULTS_FILE
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(_jsonable(results), indent=1))
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(_jsonable(results), indent=1))
     return path
 
 

@@ -34,6 +34,7 @@ from typing import Any, ClassVar
 
 from reslab.errors import ReslabError
 from reslab.experiments import base, stats
+from reslab.models.resnet import is_cifar_depth
 
 CLAIM = ("He et al. 2016 (§4.2, Figs. 1 and 6): a deeper plain net has higher training error than a "
          "shallower one (56 vs 20 layers), and higher test error, so it is not overfitting: the degradation "
@@ -43,7 +44,8 @@ CLAIM = ("He et al. 2016 (§4.2, Figs. 1 and 6): a deeper plain net has higher t
 # He et al. Table 6, CIFAR-10 test error (%), he2016 recipe; plain nets are shown only as curves (Fig. 6).
 PAPER_TEST_ERROR = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43, 1202: 7.93}
 
-KINDS = ("plain", "resnet")
+KINDS = ("plain", "resnet")             # the kinds the claim is about
+EXTRA_KINDS = ("plain-ll",)             # plain nets with looks-linear init (reslab looks-linear trains them here)
 RECIPES = ("quick", "he2016")
 
 # Presets per scale; config_for() starts from these.  Every setting is in Config below.
@@ -91,13 +93,13 @@ class Config(base.ExperimentConfig):
         object.__setattr__(self, "depths", tuple(int(d) for d in self.depths))
         object.__setattr__(self, "kinds", tuple(self.kinds))
         for d in self.depths:
-            if d < 8 or (d - 2) % 6:
+            if not is_cifar_depth(d):
                 raise ReslabError(f"depths: {d} is not 6n+2 (valid: 8, 14, 20, 32, 44, 56, 110, ...)")
-        if len(self.depths) < 2 or len(set(self.depths)) != len(self.depths):
-            raise ReslabError(f"depths: need at least two different depths, got {self.depths}")
-        bad = [k for k in self.kinds if k not in KINDS]
+        if not self.depths or len(set(self.depths)) != len(self.depths):
+            raise ReslabError(f"depths: need one or more different depths, got {self.depths}")
+        bad = [k for k in self.kinds if k not in KINDS + EXTRA_KINDS]
         if bad or not self.kinds:
-            raise ReslabError(f"kinds: unknown {bad}; valid: {', '.join(KINDS)}")
+            raise ReslabError(f"kinds: unknown {bad}; valid: {', '.join(KINDS + EXTRA_KINDS)}")
         if self.recipe not in RECIPES:
             raise ReslabError(f"recipe: unknown {self.recipe!r}; valid: {', '.join(RECIPES)}")
         for name in ("batch_size", "iterations", "log_every", "train_error_window", "workers"):
@@ -123,7 +125,8 @@ def net_name(kind: str, depth: int) -> str:
 def train_config(cfg: Config, kind: str, depth: int, seed: int, data_dir: str | None):
     from reslab.training.config import resolve
 
-    over = dict(model=net_name(kind, depth), dataset=cfg.dataset, data_dir=data_dir, seed=seed, amp=cfg.amp,
+    model = net_name("plain" if kind == "plain-ll" else kind, depth)
+    over = dict(model=model, init="looks-linear" if kind == "plain-ll" else "he_normal", dataset=cfg.dataset, data_dir=data_dir, seed=seed, amp=cfg.amp,
                 device=cfg.device, eval_test=True, eval_every=cfg.eval_every, log_every=cfg.log_every,
                 iterations=cfg.iterations, ckpt_every=0, width=cfg.width, batch_size=cfg.batch_size,
                 val_size=cfg.val_size, test_subset=cfg.test_subset)
@@ -187,6 +190,19 @@ def _train_in_worker(cfg: Config, out_dir: str, data_dir: str | None, kind: str,
 
 def run(cfg: Config, ctx: base.Context) -> dict[str, Any]:
     t0 = time.perf_counter()
+    nets = train_all(cfg, ctx)
+    data = {"nets": nets, "tables": [paper_table(cfg, nets)]}
+    epochs = cfg.iterations * cfg.batch_size / cfg.train_subset if cfg.train_subset else None
+    scope = {"data": f"{cfg.dataset}" + (f", {cfg.train_subset:,} training images" if cfg.train_subset else ""),
+             "budget": f"{cfg.iterations:,} iterations of {cfg.batch_size} images"
+                       + (f" ({epochs:.0f} epochs)" if epochs else "") + f", recipe {cfg.recipe}, width {cfg.width:g}",
+             "interval": "95% CI over seeds (Student's t)"}
+    return base.make_results("degradation", CLAIM, cfg, data, judge(cfg, nets), time.perf_counter() - t0, scope)
+
+
+def train_all(cfg: Config, ctx: base.Context) -> dict[str, dict]:
+    """Every (kind, depth, seed) net of ``cfg``, trained from scratch: ``{net name: {kind, depth,
+    runs: [per seed], train_error/val_error/test_error: summaries}}``."""
     # seed-major: a run stopped early has whole seeds of every net
     jobs = [(kind, depth, seed) for seed in range(cfg.seeds) for kind in cfg.kinds for depth in cfg.depths]
     done: dict[tuple, dict] = {}
@@ -209,13 +225,7 @@ def run(cfg: Config, ctx: base.Context) -> dict[str, Any]:
     for n in nets.values():
         for key in ("final_train_error", "final_val_error", "final_test_error"):
             n[key.removeprefix("final_")] = stats.summary([r[key] for r in n["runs"]])
-    data = {"nets": nets, "tables": [paper_table(cfg, nets)]}
-    epochs = cfg.iterations * cfg.batch_size / cfg.train_subset if cfg.train_subset else None
-    scope = {"data": f"{cfg.dataset}" + (f", {cfg.train_subset:,} training images" if cfg.train_subset else ""),
-             "budget": f"{cfg.iterations:,} iterations of {cfg.batch_size} images"
-                       + (f" ({epochs:.0f} epochs)" if epochs else "") + f", recipe {cfg.recipe}, width {cfg.width:g}",
-             "interval": "95% CI over seeds (Student's t)"}
-    return base.make_results("degradation", CLAIM, cfg, data, judge(cfg, nets), time.perf_counter() - t0, scope)
+    return nets
 
 
 def _run_pool(cfg: Config, ctx: base.Context, jobs: list[tuple], finished) -> None:
@@ -244,7 +254,7 @@ def errors(nets: dict, kind: str, depth: int, key: str = "final_train_error") ->
     return [r[key] for r in n["runs"] if r.get(key) is not None] if n else []
 
 
-def _higher(cfg: Config, name: str, what: str, worse: list[float], better: list[float]) -> dict[str, Any]:
+def higher(cfg: Config, name: str, what: str, worse: list[float], better: list[float]) -> dict[str, Any]:
     """The part "mean(worse) > mean(better)": the 95% CI of the difference lies above 0
     (one seed: the difference exceeds min_gap)."""
     d = stats.difference(worse, better)
@@ -270,19 +280,21 @@ def _ordered(cfg: Config, nets: dict, kind: str, rising: bool) -> dict[str, Any]
 
 def judge(cfg: Config, nets: dict) -> dict[str, Any]:
     """The claim's parts (module docstring), from per-seed final errors only."""
+    if len(cfg.depths) < 2:
+        return base.cannot_judge(f"the claim compares two depths; got depths={list(cfg.depths)}")
     missing = [net_name(k, d) for k in KINDS for d in (min(cfg.depths), max(cfg.depths)) if not errors(nets, k, d)]
     if missing:
         return base.cannot_judge(f"nets {missing} were not run (the claim needs plain and ResNet nets "
                                  f"at depths {min(cfg.depths)} and {max(cfg.depths)})")
     lo, hi = min(cfg.depths), max(cfg.depths)
     parts = [
-        _higher(cfg, f"deeper plain nets train worse (plain-{hi} vs plain-{lo})",
+        higher(cfg, f"deeper plain nets train worse (plain-{hi} vs plain-{lo})",
                 f"final training error of plain-{hi} above plain-{lo}",
                 errors(nets, "plain", hi), errors(nets, "plain", lo)),
-        _higher(cfg, "not overfitting: the deeper plain net's test error is higher too",
+        higher(cfg, "not overfitting: the deeper plain net's test error is higher too",
                 f"final test error of plain-{hi} above plain-{lo}",
                 errors(nets, "plain", hi, "final_test_error"), errors(nets, "plain", lo, "final_test_error")),
-        _higher(cfg, f"deeper ResNets train better (ResNet-{hi} vs ResNet-{lo})",
+        higher(cfg, f"deeper ResNets train better (ResNet-{hi} vs ResNet-{lo})",
                 f"final training error of ResNet-{lo} above ResNet-{hi}",
                 errors(nets, "resnet", lo), errors(nets, "resnet", hi)),
     ]

@@ -33,7 +33,11 @@ def _stack(runs: list[dict], x_key: str, y_key: str) -> tuple[np.ndarray, np.nda
     return x, y
 
 
-def plot(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
+TITLES = {"plain": "plain nets", "resnet": "residual nets", "plain-ll": "plain nets, looks-linear init"}
+
+
+def plot(results: dict[str, Any], out_dir: str | Path, name: str = "degradation") -> list[Path]:
+    """The two figures, as ``NAME.png`` and ``NAME_final.png`` in ``out_dir``."""
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -54,15 +58,15 @@ def plot(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
             xe, ye = _stack(n["runs"], "eval_iteration", "test_error")
             if len(xe):
                 ax.plot(xe, np.nanmean(ye, 0), "-o", lw=2.2, ms=3.5, color=c, label=f"{kind}-{depth}")
-        ax.set_title(f"{'plain' if kind == 'plain' else 'residual'} nets, {len(rows[0][1]['runs'])} seed(s)")
+        ax.set_title(f"{TITLES.get(kind, kind)}, {len(rows[0][1]['runs'])} seed(s)")
         ax.set_xlabel("iteration")
         ax.grid(alpha=0.3)
         ax.legend()
     axes[0][0].set_ylabel("error (dashed: training, band: seed range; bold: test)")
-    fig.suptitle(f"Degradation: {cfg['dataset']}, {cfg['iterations']} iterations of {cfg['batch_size']}, "
+    fig.suptitle(f"{name.replace('_', ' ').capitalize()}: {cfg['dataset']}, {cfg['iterations']} iterations of {cfg['batch_size']}, "
                  f"width {cfg['width']:g}, recipe {cfg['recipe']}")
     fig.tight_layout()
-    paths.append(save_figure(fig, out / "degradation.png"))
+    paths.append(save_figure(fig, out / f"{name}.png"))
 
     fig, ax = subplots(figsize=(1.2 + 1.1 * len(nets), 3.8))
     order = [n for rows in kinds.values() for _, n in rows]
@@ -80,6 +84,6 @@ def plot(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
     ax.set_title("per seed (dots); mean ± 95% CI (black)")
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
-    paths.append(save_figure(fig, out / "degradation_final.png"))
+    paths.append(save_figure(fig, out / f"{name}_final.png"))
     return paths
 

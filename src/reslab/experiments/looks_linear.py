@@ -23,21 +23,32 @@ The claim's parts and their criteria, fixed here before the run (see :func:`judg
        draws): the 95% CI of its lag-1 autocorrelation lies below ``shatter_ceiling``
        (0.5, midway between white noise's 0 and brown noise's ~1).
 
-Not tested: training looks-linear nets (the paper's §5 trains 200-layer CReLU nets without
-skips); this experiment is about initialisation only.  Not registered in
-:data:`reslab.experiments.EXPERIMENTS`; run it with ``reslab looks-linear``.
+Training (``train_iterations > 0``): the CIFAR plain net of ``train_depth`` layers with
+looks-linear init (:func:`reslab.models.resnet.cifar_resnet`, ``init="looks-linear"``: CReLU,
+mirrored orthogonal convs), the He-initialised plain net and the ResNet of the same depth
+train on the degradation experiment's quick setting (Fashion-MNIST, width 0.25, 2,048
+images, one-cycle lr, two nets at a time), ``train_seeds`` seeds each.  Two more parts:
+    4. the looks-linear plain net trains better than the He-initialised one: the 95% CI of
+       (He minus looks-linear) final training error lies above 0;
+    5. it trains about as well as the ResNet: the 95% CI of (looks-linear minus ResNet)
+       lies below ``about_tol``.
+The looks-linear net has about twice the parameters of its He twin (each conv reads the
+CReLU's doubled channels); that is the construction, not a choice made here.
+
+Not registered in :data:`reslab.experiments.EXPERIMENTS` (it would break the main job's
+10-minute budget); run it with ``reslab looks-linear``.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 import torch
 
 from reslab.errors import ReslabError
-from reslab.experiments import base, stats
+from reslab.experiments import base, degradation, stats
 from reslab.models.mlp import BLOCKS, mlp
 from reslab.probes.shattering import input_gradients, input_grid, lag1_autocorrelation
 
@@ -72,6 +83,15 @@ class Config(base.ExperimentConfig):
     lin_tol: float = 1e-3                 # relative spread of df/dx allowed for "linear"
     corr_floor: float = 0.9               # looks-linear neighbour correlation CI low end above this
     shatter_ceiling: float = 0.5          # He net's lag-1 CI high end below this
+    # Training (0 iterations: skip it): CIFAR plain nets, looks-linear vs He vs the ResNet.
+    train_depth: int = 56                 # 6n+2
+    train_seeds: int = 3
+    train_iterations: int = 600           # iterations of train_batch images, per net
+    train_batch: int = 64
+    train_dataset: str = "fashion-mnist"
+    train_subset: int = 2048              # training images used
+    train_width: float = 0.25             # multiplier of the paper's 16/32/64 filters
+    about_tol: float = 0.03               # "about as well": CI high end of (LL - ResNet) below this
 
     def __post_init__(self):
         super().__post_init__()
@@ -83,6 +103,9 @@ class Config(base.ExperimentConfig):
         if self.width < 1 or self.grid_points < 4 or not self.grid_lo < self.grid_hi:
             raise ReslabError(f"need width >= 1, grid_points >= 4, grid_lo < grid_hi; got "
                               f"{self.width}, {self.grid_points}, [{self.grid_lo}, {self.grid_hi}]")
+        if self.train_iterations < 0 or self.train_seeds < 2 or not 0 < self.about_tol < 1:
+            raise ReslabError(f"need train_iterations >= 0, train_seeds >= 2 (intervals), 0 < about_tol < 1; got "
+                              f"{self.train_iterations}, {self.train_seeds}, {self.about_tol}")
         if not (0 < self.lin_tol < 1 and 0 < self.corr_floor < 1 and 0 < self.shatter_ceiling < 1):
             raise ReslabError(f"need 0 < lin_tol, corr_floor, shatter_ceiling < 1; got "
                               f"{self.lin_tol}, {self.corr_floor}, {self.shatter_ceiling}")
@@ -125,15 +148,57 @@ def run(cfg: Config, ctx: base.Context) -> dict[str, Any]:
                     if s == 0 and depth == max(cfg.depths):
                         data["example"][kind] = [round(float(v), 6) for v in g]
                 data[kind][str(depth)] = {key: [r[key] for r in rows] for key in ("spread", "lag1", "neighbour")}
+    if cfg.train_iterations:
+        dcfg = training_config(cfg)
+        ctx.say(f"training: plain-{cfg.train_depth} (looks-linear and He init) and ResNet-{cfg.train_depth}, "
+                f"{cfg.train_seeds} seeds, {cfg.train_iterations} iterations each")
+        with base.torch_threads(dcfg.threads):
+            data["training"] = {"config": asdict(dcfg), "nets": degradation.train_all(dcfg, ctx)}
     verdict_ = judge(cfg, data)
-    scope = {"data": f"scalar inputs: a grid of {cfg.grid_points} points in [{cfg.grid_lo:g}, {cfg.grid_hi:g}]; "
-                     "nets at initialisation, no training",
+    trained = (f"; training: {cfg.train_dataset}, {cfg.train_subset:,} images, {cfg.train_iterations} iterations of "
+               f"{cfg.train_batch}, width {cfg.train_width:g}, {cfg.train_seeds} seeds" if cfg.train_iterations else
+               "; no training")
+    scope = {"data": f"scalar inputs: a grid of {cfg.grid_points} points in [{cfg.grid_lo:g}, {cfg.grid_hi:g}] at init"
+                     + trained,
              "budget": f"depths {list(cfg.depths)}, width {cfg.width}, BN {'on' if cfg.batchnorm else 'off'}, "
                        f"block {cfg.block}"}
     return base.make_results(NAME, CLAIM, cfg, data, verdict_, time.perf_counter() - start, scope=scope)
 
 
+def training_config(cfg: Config) -> degradation.Config:
+    """The degradation experiment's quick setting, for the three nets of ``train_depth``."""
+    return degradation.config_for("quick", cfg.train_seeds, depths=(cfg.train_depth,), dataset=cfg.train_dataset,
+                                  kinds=("plain", "plain-ll", "resnet"), iterations=cfg.train_iterations,
+                                  batch_size=cfg.train_batch, train_subset=cfg.train_subset, width=cfg.train_width,
+                                  train_error_window=min(60, cfg.train_iterations),
+                                  eval_every=cfg.train_iterations, log_every=min(20, cfg.train_iterations))
+
+
 # ---------------------------------------------------------------- judging
+
+def training_parts(cfg: Config, data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Parts 4 and 5 (module docstring), from the per-seed final training errors."""
+    d = cfg.train_depth
+    nets = data.get("training", {}).get("nets", {})
+    dcfg = training_config(cfg)
+    he, ll, res = (degradation.errors(nets, k, d) for k in ("plain", "plain-ll", "resnet"))
+    parts = [degradation.higher(dcfg, f"the looks-linear plain-{d} trains better than the He-initialised plain-{d}",
+                                f"final training error of the He-initialised plain-{d} above the looks-linear one",
+                                he, ll)]
+    diff = stats.difference(ll, res)
+    criterion = (f"final training error, looks-linear plain-{d} minus ResNet-{d}: the high end of the 95% CI of "
+                 f"the difference of means over seeds is below {cfg.about_tol:g}")
+    if diff["hi"] is None:
+        parts.append(base.part(f"the looks-linear plain-{d} trains about as well as ResNet-{d}", criterion, False,
+                               "not run, or fewer than 2 seeds"))
+    else:
+        parts.append(base.part(f"the looks-linear plain-{d} trains about as well as ResNet-{d}", criterion,
+                               diff["hi"] < cfg.about_tol,
+                               f"looks-linear {stats.text(stats.summary(ll))}, ResNet {stats.text(stats.summary(res))}"
+                               f", He plain {stats.text(stats.summary(he))}; difference (LL - ResNet) "
+                               f"{stats.text({**diff, 'n': min(diff['n'])}, '+.3f')}"))
+    return parts
+
 
 def judge(cfg: Config, data: dict[str, Any]) -> dict[str, Any]:
     deepest = str(max(cfg.depths))
@@ -158,6 +223,8 @@ def judge(cfg: Config, data: dict[str, Any]) -> dict[str, Any]:
                   f"lag-1 autocorrelation: high end of its 95% CI < {cfg.shatter_ceiling:g}",
                   lag["hi"] < cfg.shatter_ceiling, f"lag-1 {stats.text(lag)}"),
     ]
+    if cfg.train_iterations:
+        parts += training_parts(cfg, data)
     summary = (f"{deepest} layers: looks-linear relative spread <= {worst:.1e}, neighbour correlation "
                f"{nb['mean']:.3f}; He init lag-1 {lag['mean']:.3f}.")
     return base.verdict(parts, summary, looks_linear_neighbour=nb, he_lag1=lag, max_spread=worst)

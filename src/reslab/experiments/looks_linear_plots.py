@@ -46,4 +46,11 @@ def plot(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
     axes[1].set_title("correlation of df/dx at neighbouring inputs", fontsize=10)
     axes[1].legend(fontsize=8)
     fig.tight_layout()
-    return [save_figure(fig, out / "looks_linear.png")]
+    paths = [save_figure(fig, out / "looks_linear.png")]
+    training = data.get("training")
+    if training and training.get("nets"):
+        from reslab.experiments import degradation_plots
+
+        paths += degradation_plots.plot({"config": training["config"], "data": {"nets": training["nets"]}}, out,
+                                        name="looks_linear_training")
+    return paths

@@ -50,6 +50,28 @@ class ZeroPadShortcut(nn.Module):
         return f"stride={self.stride}, zero_channels={self.extra}"
 
 
+class CReLU(nn.Module):
+    """Concatenated ReLU, ``[relu(z), relu(-z)]`` along channels/features (Shang et al. 2016):
+    twice the channels out.  With a following layer whose weights are mirrored, ``[W0, -W0]``,
+    the pair computes ``W0 z`` (Balduzzi et al. 2017 §5, looks-linear initialisation).  The
+    ReLU is an ``nn.ReLU`` child, so activity probes see it."""
+
+    expansion = 2
+
+    def __init__(self):
+        super().__init__()
+        self.relu = nn.ReLU()
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.relu(torch.cat([z, -z], 1))
+
+
+def mirror(layer: nn.Module) -> nn.Module:
+    """Mark ``layer`` as fed by a CReLU: looks-linear init gives it mirrored weights."""
+    layer.looks_linear_mirror = True
+    return layer
+
+
 class Projection(nn.Sequential):
     """Options B/C: a 1×1 convolution with the block's stride, then BN (Eq. 2, W_s x)."""
 
@@ -78,11 +100,11 @@ class Block(nn.Module):
 
     expansion = 1
 
-    def __init__(self, branch: nn.Module, shortcut: nn.Module | None):
+    def __init__(self, branch: nn.Module, shortcut: nn.Module | None, act: nn.Module | None = None):
         super().__init__()
         self.branch = branch
         self.shortcut = shortcut  # None: the plain twin
-        self.relu = nn.ReLU(inplace=True)
+        self.relu = act if act is not None else nn.ReLU(inplace=True)
 
     @property
     def residual(self) -> bool:
@@ -99,13 +121,24 @@ class Block(nn.Module):
         return self.relu(out)
 
 
-def basic_block(in_ch: int, out_ch: int, stride: int, residual: bool, shortcut: str) -> Block:
-    """conv3×3 → BN → ReLU → conv3×3 → BN, + shortcut, → ReLU.  Stride in the first conv."""
+def basic_block(in_ch: int, out_ch: int, stride: int, residual: bool, shortcut: str, crelu: bool = False) -> Block:
+    """conv3×3 → BN → ReLU → conv3×3 → BN, + shortcut, → ReLU.  Stride in the first conv.
+
+    ``crelu`` (plain blocks only, for looks-linear init): both ReLUs become CReLUs, so each conv
+    reads twice the channels (its input comes from a CReLU) and is marked for mirrored weights.
+    """
+    if crelu and residual:
+        raise ValueError("CReLU blocks are for plain (looks-linear) nets")
+    k = 2 if crelu else 1
     branch = nn.Sequential(OrderedDict(
-        conv1=conv3x3(in_ch, out_ch, stride), bn1=nn.BatchNorm2d(out_ch), relu1=nn.ReLU(inplace=True),
-        conv2=conv3x3(out_ch, out_ch), bn2=nn.BatchNorm2d(out_ch),
+        conv1=conv3x3(k * in_ch, out_ch, stride), bn1=nn.BatchNorm2d(out_ch),
+        relu1=CReLU() if crelu else nn.ReLU(inplace=True),
+        conv2=conv3x3(k * out_ch, out_ch), bn2=nn.BatchNorm2d(out_ch),
     ))
-    return Block(branch, make_shortcut(shortcut, in_ch, out_ch, stride) if residual else None)
+    if crelu:
+        mirror(branch.conv1), mirror(branch.conv2)
+    return Block(branch, make_shortcut(shortcut, in_ch, out_ch, stride) if residual else None,
+                 CReLU() if crelu else None)
 
 
 def bottleneck_block(in_ch: int, mid_ch: int, stride: int, residual: bool, shortcut: str) -> Block:

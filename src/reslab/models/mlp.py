@@ -67,20 +67,7 @@ import torch
 from torch import nn
 
 from reslab.errors import ReslabError
-
-class CReLU(nn.Module):
-    """Concatenated ReLU, ``[relu(z), relu(-z)]`` along the feature axis (Shang et al. 2016):
-    twice the features out.  The ReLU is an ``nn.ReLU`` child, so activity probes see it."""
-
-    expansion = 2
-
-    def __init__(self):
-        super().__init__()
-        self.relu = nn.ReLU()
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.relu(torch.cat([z, -z], 1))
-
+from reslab.models.blocks import CReLU
 
 ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "crelu": CReLU}
 INITS = ("he", "looks-linear")

@@ -17,7 +17,7 @@ from typing import Callable
 from torch import nn
 
 from reslab.errors import ReslabError
-from reslab.models.resnet import CIFAR_PAPER_DEPTHS, IMAGENET_LAYOUTS, cifar_resnet, imagenet_resnet
+from reslab.models.resnet import CIFAR_PAPER_DEPTHS, IMAGENET_LAYOUTS, cifar_resnet, imagenet_resnet, is_cifar_depth
 
 
 def _mlp(**kwargs):
@@ -61,7 +61,7 @@ def _lookup(name: str):
     m = _CIFAR_NAME.match(name)
     if m:
         depth = int(m.group(2))
-        if depth < 8 or (depth - 2) % 6:
+        if not is_cifar_depth(depth):
             raise ReslabError(f"model {name!r}: CIFAR ResNet depth must be 6n+2 with n >= 1 (e.g. 8, 14, 20, 56), got {depth}")
         return partial(cifar_resnet, depth, residual=m.group(1) == "resnet")
     m = re.fullmatch(r"(resnet|plain)(\d+)", name)

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from reslab.errors import ReslabError
-from reslab.models.blocks import SHORTCUTS, Block, basic_block, bottleneck_block
+from reslab.models.blocks import SHORTCUTS, Block, CReLU, basic_block, bottleneck_block, mirror
 from reslab.models.init import check_scheme, init_weights
 
 CIFAR_PAPER_DEPTHS = (20, 32, 44, 56, 110, 1202)
@@ -82,30 +82,46 @@ def _widths(base: tuple[int, ...], width: float) -> list[int]:
     return [max(1, int(round(w * width))) for w in base]
 
 
+def is_cifar_depth(depth) -> bool:
+    """A CIFAR ResNet depth, 6n+2 with n >= 1 (8, 14, 20, ...): the one check of it."""
+    return isinstance(depth, int) and not isinstance(depth, bool) and depth >= 8 and (depth - 2) % 6 == 0
+
+
 def cifar_resnet(depth: int, *, residual: bool = True, shortcut: str = "A", num_classes: int = 10,
                  in_channels: int = 3, width: float = 1.0, zero_init_residual: bool = False,
                  init: str = "he_normal") -> ResNet:
     """He et al. §4.2: a 3×3 stem with 16 filters, then three stages of n = (depth-2)/6 basic
     blocks with 16/32/64 filters on 32/16/8 maps, then global average pooling and a fully
     connected layer.  The first block of stages 2 and 3 strides by 2.  6n+2 weighted layers.
+
+    ``init="looks-linear"`` (plain nets only; Balduzzi et al. 2017 §5): every ReLU becomes a
+    CReLU, so every conv after the stem and the head read twice the channels, and their
+    weights are mirrored, ``[W0, -W0]``: the net computes a linear function at init (affine
+    for fixed BN statistics).  It has about twice the parameters of the He-initialised twin.
     """
-    if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
+    if not is_cifar_depth(depth):
         raise ReslabError(f"CIFAR ResNet depth must be 6n+2 with n >= 1 (20, 32, 44, 56, 110, 1202, ...), got {depth!r}")
     _check_common(num_classes, in_channels, width, shortcut, residual, zero_init_residual, init)
+    crelu = init == "looks-linear"
+    if crelu and residual:
+        raise ReslabError("init 'looks-linear' is for plain nets (its CReLU + mirrored weights replace the skips); "
+                          "use a plain model such as plain56")
     n = (depth - 2) // 6
     w = _widths((16, 32, 64), width)
     stem = nn.Sequential(OrderedDict(conv=nn.Conv2d(in_channels, w[0], 3, padding=1, bias=False),
-                                     bn=nn.BatchNorm2d(w[0]), relu=nn.ReLU(inplace=True)))
+                                     bn=nn.BatchNorm2d(w[0]), relu=CReLU() if crelu else nn.ReLU(inplace=True)))
     stages, in_ch = [], w[0]
     for i, out_ch in enumerate(w):
         blocks = []
         for j in range(n):
             stride = 2 if (i > 0 and j == 0) else 1  # §4.2: subsampling by stride-2 convs
-            blocks.append(basic_block(in_ch, out_ch, stride, residual, shortcut))
+            blocks.append(basic_block(in_ch, out_ch, stride, residual, shortcut, crelu=crelu))
             in_ch = out_ch
         stages.append(nn.Sequential(*blocks))
-    return ResNet(stem, stages, Head(in_ch, num_classes), residual=residual, init=init,
-                  zero_init_residual=zero_init_residual)
+    head = Head(2 * in_ch if crelu else in_ch, num_classes)
+    if crelu:
+        mirror(head.fc)
+    return ResNet(stem, stages, head, residual=residual, init=init, zero_init_residual=zero_init_residual)
 
 
 def imagenet_resnet(depth: int, *, residual: bool = True, shortcut: str = "B", num_classes: int = 1000,
