@@ -50,3 +50,40 @@ def test_keep_freed_memory_stops_page_faults():
     # defaults hand most of it back to the kernel (munmap, heap trimming) and fault it in again.
     assert system["faults_per_step"] > 5000, system
     assert tuned["faults_per_step"] < system["faults_per_step"] / 5, (tuned, system)
+
+
+def test_train_restores_process_wide_settings(tmp_path):
+    """train() sets flush-denormal, deterministic algorithms and the global seeds for its run,
+    and puts them back when it returns (the degradation experiment calls it again and again)."""
+    import random
+
+    import numpy as np
+    import torch
+
+    import reslab
+    from reslab.training.host import flush_denormal_enabled
+
+    tiny = {"model": "cifar-resnet8", "width": 0.25, "dataset": "synthetic", "train_subset": 64, "val_size": 32,
+            "batch_size": 32, "iterations": 2, "eval_every": 0, "log_every": 1, "ckpt_every": 0, "amp": "off",
+            "device": "cpu", "deterministic": True, "seed": 7}
+    torch.set_flush_denormal(False)
+    assert not flush_denormal_enabled()
+    torch.manual_seed(123), np.random.seed(123), random.seed(123)
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    torch.manual_seed(123), np.random.seed(123), random.seed(123)
+    try:
+        reslab.train(tiny, tmp_path / "run", quiet=True)
+        assert not flush_denormal_enabled()
+        assert not torch.are_deterministic_algorithms_enabled()
+        got = (torch.rand(3), np.random.rand(3), random.random())
+        assert torch.equal(got[0], expected[0]) and np.array_equal(got[1], expected[1]) and got[2] == expected[2]
+        # and the other way round: settings that were on stay on
+        torch.set_flush_denormal(True)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        reslab.train({**tiny, "deterministic": False}, tmp_path / "run2", quiet=True)
+        assert flush_denormal_enabled()
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.is_deterministic_algorithms_warn_only_enabled()
+    finally:
+        torch.set_flush_denormal(False)
+        torch.use_deterministic_algorithms(False)

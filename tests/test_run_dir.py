@@ -159,9 +159,9 @@ def test_empty_or_missing_directory_is_fine_and_resume_and_overwrite_exclude(tmp
 
 
 def test_out_is_checked_before_data_or_model_are_built(tmp_path, monkeypatch, capsys):
-    import reslab.training.loop as loop
+    import reslab.training.setup as setup
 
-    monkeypatch.setattr(loop, "build_data", lambda *a: pytest.fail("data built for an unusable --out"))
+    monkeypatch.setattr(setup, "build_data", lambda *a: pytest.fail("data built for an unusable --out"))
     afile = tmp_path / "afile"
     afile.write_text("x")
     for out, match in ((afile, "is an existing file"), (afile / "sub", "is a file")):

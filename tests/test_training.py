@@ -302,3 +302,23 @@ def _sigterm_one_rank(procs: list, run: Path, port: int) -> None:
     state = load_ckpt(run / "checkpoints" / "latest.pt")
     assert state["iteration"] >= 5
     assert "another rank" in procs[0].communicate()[1]
+
+
+def test_probe_every_logs_per_module_gradient_norms(tmp_path):
+    """probe_every=N: per-module gradient norms in metrics.jsonl at multiples of N, merged
+    into the metrics line of that iteration or on a line of their own; off by default."""
+    cfg = {**TINY, "iterations": 12, "log_every": 4, "eval_every": 0, "ckpt_every": 0, "probe_every": 6}
+    reslab.train(cfg, tmp_path / "run", quiet=True)
+    rows = read_metrics(tmp_path / "run")
+    probed = {r["iteration"]: r["grad_norms"] for r in rows if "grad_norms" in r}
+    assert sorted(probed) == [6, 12]
+    its = [r["iteration"] for r in rows]
+    assert its == sorted(set(its)) == [4, 6, 8, 12]  # 6: a line of its own; 12: the metrics line
+    assert "train_loss" in next(r for r in rows if r["iteration"] == 12)
+    norms = probed[6]
+    assert "stem.conv" in norms or any(k.startswith("stem") for k in norms), norms
+    assert all(isinstance(v, float) and v >= 0 for v in norms.values())
+    assert len(norms) == len({n for n, m in reslab.create_model("cifar-resnet8", width=0.25).named_modules()
+                              if any(True for _ in m.parameters(recurse=False))})
+    plain = reslab.train({**cfg, "probe_every": 0}, tmp_path / "off", quiet=True)
+    assert plain.iterations == 12 and not any("grad_norms" in r for r in read_metrics(tmp_path / "off"))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 from reslab.errors import ReslabError
 
@@ -40,8 +39,6 @@ def run(args) -> int:
                                       ("--overwrite", args.overwrite)) if v]
         if given:
             raise ReslabError(f"--resume continues with the config saved in the run; drop {', '.join(given)}")
-        if not (Path(args.resume) / "checkpoints" / "latest.pt").is_file():
-            raise ReslabError(f"--resume {args.resume}: no checkpoints/latest.pt there")
         cfg, out = None, args.resume
     else:
         if not args.out:

@@ -37,6 +37,7 @@ import numpy as np
 from reslab.data.formats import MAX_IDX_BYTES, gunzip, read_file
 from reslab.data.registry import SPLITS, DatasetInfo
 from reslab.errors import DataFormatError, ReslabError
+from reslab.fileio import atomic_write
 
 PARSED_CACHE_VERSION = 1
 DOWNLOAD_TIMEOUT_S = 60             # each network wait
@@ -387,17 +388,12 @@ def read_parsed(path: Path, info: DatasetInfo):
 
 
 def write_parsed(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
-    """Best-effort atomic write (temp file + os.replace); stale caches of the split are removed."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Best-effort atomic write (:func:`reslab.fileio.atomic_write`); stale caches of the split are removed."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            np.savez(f, images=images, labels=labels)
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: np.savez(f, images=images, labels=labels))
         split = path.name.split("-")[0]
         for old in path.parent.glob(f"{split}-*.npz"):
             if old != path:
                 old.unlink(missing_ok=True)
     except OSError:
-        # A read-only cache only costs re-parsing next time.
-        tmp.unlink(missing_ok=True)
+        pass  # a read-only cache only costs re-parsing next time

@@ -12,11 +12,11 @@ import base64
 import html
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 from reslab.experiments.base import _jsonable, conditions
+from reslab.fileio import atomic_write
 from reslab.experiments.figures import save_figure, subplots
 from reslab.report.build import _CSS, _table
 
@@ -144,9 +144,7 @@ def render_html(res: dict[str, Any], png: bytes | None = None) -> str:
 
 
 def _atomic(path: Path, data: str | bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data) if isinstance(data, bytes) else tmp.write_text(data)
-    os.replace(tmp, path)
+    atomic_write(path, data)
 
 
 def write(report, out_dir: str | Path, *, figures: bool = True) -> dict[str, Path]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from reslab.errors import ReslabError
+from reslab.fileio import atomic_write
 from reslab.experiments import EXPERIMENTS as TITLES
 from reslab.experiments.base import NOT_REPRODUCED, OUTCOMES, PARTLY, REPRODUCED, RESULTS_FILE
 
@@ -196,8 +197,6 @@ def build(out_dir: str | Path) -> tuple[Path, Path]:
     written = []
     for fname, text in (("report.html", render_html(out, results)), ("report.md", render_markdown(out, results))):
         path = out / fname
-        tmp = path.with_name(f".{fname}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        atomic_write(path, text)
         written.append(path)
     return written[0], written[1]

@@ -8,7 +8,6 @@ either the old checkpoint or the new one, never half of one.
 
 from __future__ import annotations
 
-import os
 import pickle
 import random
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 from torch import nn
 
 from reslab.errors import ReslabError
+from reslab.fileio import atomic_path, atomic_write
 
 LATEST = "latest.pt"
 BEST = "best.pt"
@@ -63,17 +63,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -114,7 +104,7 @@ def _check_weights_fit_config(weights: dict, cfg_dict: dict, path: Path) -> None
     from reslab.data import get_info
     from reslab.training.config import from_dict
     from reslab.training.data import RunData
-    from reslab.training.loop import build_model
+    from reslab.training.setup import build_model
 
     cfg = from_dict(cfg_dict)
     info = get_info(cfg.dataset)
@@ -270,10 +260,6 @@ def export_safetensors(model: nn.Module, path: str | Path, metadata: dict[str, s
 
     path = Path(path)
     state = {k: v.detach().contiguous().cpu() for k, v in unwrap(model).state_dict().items()}
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

@@ -67,6 +67,7 @@ class TrainConfig:
     log_every: int = 50                 # iterations between metrics.jsonl lines
     eval_test: bool = False             # also log test error (labelled as test; never used to select)
     ckpt_every: int = 1000              # iterations between latest-checkpoint writes
+    probe_every: int = 0                # iterations between per-module gradient norms in metrics.jsonl (0: off)
     # numerics and speed
     seed: int = 0
     device: str = "auto"                # auto | cpu | cuda | cuda:N
@@ -212,7 +213,7 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.warmup_window >= 1, f"warmup_window must be >= 1 iteration, got {cfg.warmup_window}")
     need(0 < cfg.warmup_until_error <= 1, f"warmup_until_error must be in (0, 1], got {cfg.warmup_until_error}")
     need(0 < cfg.onecycle_pct < 1, f"onecycle_pct must be in (0, 1), got {cfg.onecycle_pct}")
-    for key in ("eval_every", "log_every", "ckpt_every"):
+    for key in ("eval_every", "log_every", "ckpt_every", "probe_every"):
         need(getattr(cfg, key) >= 0, f"{key} must be >= 0, got {getattr(cfg, key)}")
     need(cfg.val_size is None or cfg.val_size >= 0, f"val_size must be >= 0, got {cfg.val_size}")
     need(cfg.train_subset is None or cfg.train_subset >= 1, f"train_subset must be >= 1, got {cfg.train_subset}")

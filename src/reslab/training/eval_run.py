@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from reslab.errors import ReslabError
+from reslab.fileio import atomic_write
 from reslab.training import checkpoint as ckpt
 from reslab.training.config import from_dict
 from reslab.training.data import build_data
@@ -37,7 +38,7 @@ def evaluate(path: str | Path, split: str | None = None, *, device: str = "auto"
     use the normalisation on their card and only the test split (their authors trained
     on every training image, so reslab's validation images are not held out for them).
     """
-    from reslab.training.loop import use_bf16
+    from reslab.training.setup import use_bf16
     from reslab.weights.load import load_model
 
     if split is not None and split not in ("val", "test"):
@@ -82,16 +83,14 @@ def evaluate(path: str | Path, split: str | None = None, *, device: str = "auto"
 
 
 def plot_confusion(result: dict, out: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+
+    from reslab.experiments.figures import save_figure, subplots
 
     cm = np.array(result["confusion"], dtype=float)
     norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
     names = result["class_names"]
-    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    fig, ax = subplots(figsize=(6.5, 5.5))
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
     ax.set_yticks(range(len(names)), names, fontsize=7)
@@ -100,13 +99,11 @@ def plot_confusion(result: dict, out: Path) -> Path:
     ax.set_title(f"{result['model']} on {result['dataset']} ({result['split']}): error {result['error']:.2%}")
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, dpi=110)
 
 
 def write_report(result: dict, out_dir: Path) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     js = out_dir / f"eval_{result['split']}.json"
-    js.write_text(json.dumps(result, indent=1) + "\n")
+    atomic_write(js, json.dumps(result, indent=1) + "\n")
     return js, plot_confusion(result, out_dir / f"confusion_{result['split']}.png")

@@ -1,4 +1,5 @@
-"""Host (CPU process) settings that make CPU training faster.
+"""Host (CPU process) settings: those that make CPU training faster, and the context
+manager that sets a training run's process-wide settings and restores them after it.
 
 **glibc returns big blocks to the kernel.**  A training step on the CPU allocates and frees
 activations and gradients of megabytes each (ResNet-20, batch 128: 8 MiB per 16-channel
@@ -28,6 +29,9 @@ import ctypes
 import ctypes.util
 import os
 import platform
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 M_TRIM_THRESHOLD = -1  # glibc <malloc.h>
 M_MMAP_THRESHOLD = -3
@@ -63,3 +67,82 @@ def keep_freed_memory() -> bool:
     trim_ok = bool(mallopt(M_TRIM_THRESHOLD, KEEP_BYTES))
     _applied = mmap_ok and trim_ok
     return _applied
+
+
+def flush_denormal_enabled() -> bool:
+    """Whether the CPU flushes denormals to zero right now (torch has a setter, no getter):
+    a float32 denormal times one is zero exactly when flushing is on."""
+    import torch
+
+    return bool((torch.tensor([1e-40], dtype=torch.float32) * 1.0)[0] == 0)
+
+
+@contextmanager
+def process_settings(*, seed: int, cpu: bool, deterministic: bool) -> Iterator[None]:
+    """The process-wide settings of one training run, set on entry and restored on exit, so
+    that a process calling ``train()`` again (the degradation experiment does, per net and
+    seed) or doing anything else afterwards finds them as they were:
+
+    - on CPU, ``torch.set_flush_denormal(True)``: deep plain nets run ~3x slower on denormal
+      activations (benchmarks/RESULTS.md); ``RESLAB_FLUSH_DENORMAL=0`` leaves it off (for
+      benchmarks/denormal.py, which measures that slowdown);
+    - ``torch.use_deterministic_algorithms(True)`` when ``deterministic``;
+    - the global RNGs (torch, CUDA if initialised, numpy, ``random``) seeded with ``seed``.
+
+    Not restored: :func:`keep_freed_memory` (applied on CPU).  glibc has no way to read the
+    thresholds back, and setting them at all turns off its adaptive mmap threshold, so no
+    call returns malloc to its prior state; the setting is once per process by design.
+    The trainer sets no thread count (that is the caller's, e.g. ``--threads``).
+    """
+    import random
+
+    import numpy as np
+    import torch
+
+    flush_before = flush_denormal_enabled()
+    det_before = (torch.are_deterministic_algorithms_enabled(),
+                  torch.is_deterministic_algorithms_warn_only_enabled())
+    rng_before = (torch.get_rng_state(), np.random.get_state(), random.getstate())
+    cuda_before = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    try:
+        if cpu and os.environ.get("RESLAB_FLUSH_DENORMAL", "1") != "0":
+            torch.set_flush_denormal(True)
+            keep_freed_memory()  # fewer page faults on every step's activations (above)
+        if deterministic:
+            torch.use_deterministic_algorithms(True)
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        random.seed(seed)
+        yield
+    finally:
+        torch.set_flush_denormal(flush_before)
+        torch.use_deterministic_algorithms(det_before[0], warn_only=det_before[1])
+        torch.set_rng_state(rng_before[0])
+        np.random.set_state(rng_before[1])
+        random.setstate(rng_before[2])
+        if cuda_before is not None:
+            torch.cuda.set_rng_state_all(cuda_before)
+
+
+class StopFlag:
+    """While entered, SIGINT/SIGTERM set a flag (the training loop then checkpoints at the
+    next iteration and returns); the previous handlers are restored on exit."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._old = {}
+
+    def __enter__(self):
+        for s in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[s] = signal.signal(s, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def _handle(self, signum, _frame):
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for s, h in self._old.items():
+            signal.signal(s, h)

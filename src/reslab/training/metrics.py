@@ -4,13 +4,13 @@ and a progress bar or plain log lines on the terminal."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from reslab.errors import ReslabError
+from reslab.fileio import atomic_write
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -34,9 +34,7 @@ def truncate_after(path: Path, iteration: int) -> None:
     if not path.is_file():
         return
     keep = [r for r in _parse(path.read_text().splitlines(), path) if r.get("iteration", 0) <= iteration]
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
-    os.replace(tmp, path)
+    atomic_write(path, "".join(json.dumps(r) + "\n" for r in keep))
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
@@ -62,23 +60,32 @@ class MetricsLogger:
         except ImportError:
             pass
         if not quiet:
-            from tqdm import tqdm
+            from tqdm.auto import tqdm  # a notebook widget in Jupyter, the text bar elsewhere
 
-            self._bar = tqdm(total=total, initial=start, unit="it", dynamic_ncols=True, file=sys.stderr,
-                             smoothing=0.1)
+            kw = dict(total=total, initial=start, unit="it", dynamic_ncols=True, file=sys.stderr, smoothing=0.1)
+            try:
+                self._bar = tqdm(**kw)
+            except ImportError:  # Jupyter without ipywidgets: the notebook bar cannot show
+                from tqdm import tqdm as text_tqdm
+
+                self._bar = text_tqdm(**kw)
 
     def log(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        record = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in record.items()}
+        record = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in record.items()}  # dicts as given
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
         if self._tb is not None:
             for k, v in record.items():
                 if isinstance(v, (int, float)) and k not in ("iteration", "epoch"):
                     self._tb.add_scalar(k, v, record["iteration"])
+                elif isinstance(v, dict):  # grad_norms: one scalar per module, grad_norms/<module>
+                    for name, x in v.items():
+                        self._tb.add_scalar(f"{k}/{name or 'root'}", x, record["iteration"])
         if self.quiet:
-            parts = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())
+            parts = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}=({len(v)} modules)"
+                             if isinstance(v, dict) else f"{k}={v}" for k, v in record.items())
             print(f"{time.strftime('%H:%M:%S')} {parts}", file=sys.stderr, flush=True)
         elif self._bar is not None:
             short = {"loss": "train_loss", "err": "train_error", "val": "val_error", "img/s": "images_per_s"}

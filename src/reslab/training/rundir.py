@@ -149,8 +149,9 @@ def claim(run_dir: str | Path, *, resume: bool = False, overwrite: bool = False)
         markers = [e for e in entries if e in RUN_MARKERS]
         stale: list[str] = []
         if resume:
-            if not (run_dir / "checkpoints" / "latest.pt").is_file():
-                raise ReslabError(f"--resume {run_dir}: no checkpoints/latest.pt there")
+            from reslab.training.resume import require_checkpoint
+
+            require_checkpoint(run_dir)
         elif entries and not markers:
             shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
             raise ReslabError(f"--out {run_dir}: not empty ({shown}) and not a reslab run directory; "
