@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -17,22 +16,15 @@ from typing import Any
 from reslab.errors import ReslabError
 from reslab.fileio import atomic_write
 from reslab.experiments import EXPERIMENTS as TITLES
-from reslab.experiments.base import NOT_REPRODUCED, OUTCOMES, PARTLY, REPRODUCED, RESULTS_FILE
+from reslab.experiments.base import NOT_REPRODUCED, OUTCOMES, PARTLY, REPRODUCED, RESULTS_FILE, load_results
 
 EXPERIMENTS = list(TITLES)
 
 
 def collect(out_dir: Path) -> dict[str, dict[str, Any] | None]:
-    found = {}
-    for name in EXPERIMENTS:
-        path = out_dir / name / RESULTS_FILE
-        if not path.is_file():
-            found[name] = None
-            continue
-        try:
-            found[name] = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise ReslabError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    """Each registered experiment's saved results (None where it was not run)."""
+    found = {name: load_results(out_dir / name) if (out_dir / name / RESULTS_FILE).is_file() else None
+             for name in EXPERIMENTS}
     if not any(found.values()):
         raise ReslabError(f"{out_dir}: no experiment results found (expected {', '.join(f'{n}/{RESULTS_FILE}' for n in EXPERIMENTS)}); "
                           f"run `reslab reproduce --out {out_dir}` first")
