@@ -134,6 +134,12 @@ def test_tiny_run_saves_every_seed_and_retrains_afresh(tmp_path):
     first = run_and_save("degradation", cfg, tmp_path)
     # figures are standalone: no backend switch (a notebook keeps its own), no pyplot figures left open
     assert matplotlib.get_backend() == backend and plt.get_fignums() == []
+    from matplotlib.figure import Figure
+
+    from reslab.experiments import degradation_plots
+
+    figs = degradation_plots.figures(first)
+    assert set(figs) == {"degradation", "degradation_final"} and all(isinstance(f, Figure) for f in figs.values())
     assert (tmp_path / "degradation" / "degradation_final.png").stat().st_size > 5000
     nets = first["data"]["nets"]
     assert set(nets) == {"cifar-plain8", "cifar-plain14", "cifar-resnet8", "cifar-resnet14"}

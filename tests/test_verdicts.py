@@ -54,7 +54,8 @@ def test_every_experiment_follows_the_contract(name):
         module.config_for("enormous")
     import importlib
 
-    assert callable(importlib.import_module(f"reslab.experiments.{name}_plots").plot)
+    plots = importlib.import_module(f"reslab.experiments.{name}_plots")
+    assert callable(plots.plot) and callable(plots.figures)  # figures(results): Figures for a notebook
 
 
 def test_unknown_experiment():

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from reslab.experiments import stats
-from reslab.experiments.figures import colormap, save_figure, subplots
+from reslab.experiments.figures import colormap, save_all, subplots
 
 
 def _by_kind(nets: dict) -> dict[str, list[tuple[int, dict]]]:
@@ -36,16 +36,14 @@ def _stack(runs: list[dict], x_key: str, y_key: str) -> tuple[np.ndarray, np.nda
 TITLES = {"plain": "plain nets", "resnet": "residual nets", "plain-ll": "plain nets, looks-linear init"}
 
 
-def plot(results: dict[str, Any], out_dir: str | Path, name: str = "degradation") -> list[Path]:
-    """The two figures, as ``NAME.png`` and ``NAME_final.png`` in ``out_dir``."""
+def figures(results: dict[str, Any], name: str = "degradation") -> dict[str, Any]:
+    """He et al. Fig. 6-style curves and the per-seed final errors: ``{name: Figure}``."""
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     cfg, nets = results["config"], results["data"]["nets"]
     kinds = _by_kind(nets)
     depths = sorted({n["depth"] for n in nets.values()})
     colour = {d: colormap("viridis_r")(0.15 + 0.7 * i / max(1, len(depths) - 1)) for i, d in enumerate(depths)}
-    paths = []
+    figs = {}
 
     fig, axes = subplots(1, len(kinds), figsize=(5.5 * len(kinds), 4), sharey=True, squeeze=False)
     for ax, (kind, rows) in zip(axes[0], kinds.items()):
@@ -66,7 +64,7 @@ def plot(results: dict[str, Any], out_dir: str | Path, name: str = "degradation"
     fig.suptitle(f"{name.replace('_', ' ').capitalize()}: {cfg['dataset']}, {cfg['iterations']} iterations of {cfg['batch_size']}, "
                  f"width {cfg['width']:g}, recipe {cfg['recipe']}")
     fig.tight_layout()
-    paths.append(save_figure(fig, out / f"{name}.png"))
+    figs[name] = fig
 
     fig, ax = subplots(figsize=(1.2 + 1.1 * len(nets), 3.8))
     order = [n for rows in kinds.values() for _, n in rows]
@@ -84,6 +82,10 @@ def plot(results: dict[str, Any], out_dir: str | Path, name: str = "degradation"
     ax.set_title("per seed (dots); mean ± 95% CI (black)")
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
-    paths.append(save_figure(fig, out / f"{name}_final.png"))
-    return paths
+    figs[f"{name}_final"] = fig
+    return figs
 
+
+def plot(results: dict[str, Any], out_dir: str | Path, name: str = "degradation") -> list[Path]:
+    """Save :func:`figures` as ``NAME.png`` and ``NAME_final.png`` in ``out_dir``; their paths."""
+    return save_all(figures(results, name), out_dir)

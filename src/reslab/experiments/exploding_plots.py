@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from reslab.experiments.figures import colormap, save_figure, subplots
+from reslab.experiments.figures import colormap, save_all, subplots
 from reslab.experiments.exploding import max_finite
 from reslab.experiments.fcnets import floats
 
@@ -15,13 +15,11 @@ COLOURS = {"gain": "tab:red", "gain+bn": "tab:blue", "raw": "tab:brown", "raw+bn
            "normalised": "tab:orange", "normalised+bn": "tab:cyan"}
 
 
-def plot(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
+def figures(results: dict[str, Any]) -> dict[str, Any]:
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     cfg, runs = results["config"], results["data"]["runs"]
     depths, conds = [int(d) for d in cfg["depths"]], list(cfg["conditions"])
-    paths = []
+    figs = {}
 
     # 1. layer-wise growth at step 0: backpropagated gradient (top) and weight gradient (bottom)
     shown = [c for c in ("gain", "gain+bn", "normalised", "normalised+bn") if c in conds]
@@ -50,7 +48,7 @@ def plot(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
     axes[0][0].legend(fontsize=7)
     fig.suptitle("layer-wise growth: weights with gain > 1, without and with BN")
     fig.tight_layout()
-    paths.append(save_figure(fig, out / "exploding_layers.png"))
+    figs["exploding_layers"] = fig
 
     # 2. total gradient norm per step; X = the step where the run turned non-finite
     fig, axes = subplots(1, len(depths), figsize=(4.5 * len(depths), 3.8), squeeze=False)
@@ -67,7 +65,7 @@ def plot(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
     axes[0][0].set_ylabel("total gradient norm")
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
-    paths.append(save_figure(fig, out / "exploding_steps.png"))
+    figs["exploding_steps"] = fig
 
     # 3. raw 0-255 inputs, seed 0: per layer, at the recorded steps, where the overflow happens
     raw = [c for c in ("raw", "raw+bn") if c in conds]
@@ -95,8 +93,8 @@ def plot(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
             axes[row][1].legend(fontsize=7, ncol=2)
         fig.suptitle("raw 0-255 inputs: the SGD steps before the overflow, layer by layer")
         fig.tight_layout()
-        paths.append(save_figure(fig, out / "exploding_raw.png"))
-    return paths
+        figs["exploding_raw"] = fig
+    return figs
 
 
 def _geo_rows(rows: list) -> np.ndarray | None:
@@ -106,3 +104,8 @@ def _geo_rows(rows: list) -> np.ndarray | None:
     a = np.array([floats(r) for r in rows])
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.exp(np.log(a).mean(axis=0))
+
+
+def plot(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
+    """Save :func:`figures` as PNGs in ``out_dir``; their paths."""
+    return save_all(figures(results), out_dir)

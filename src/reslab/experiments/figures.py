@@ -3,11 +3,15 @@
 Figures are built as :class:`matplotlib.figure.Figure` objects, which need no backend and are
 not registered with pyplot: nothing here switches a notebook's backend, and nothing has to be
 closed.  Saving goes through the Agg canvas that ``Figure.savefig`` picks by itself.
+
+Each ``NAME_plots.py`` has ``figures(results) -> {name: Figure}`` (for a notebook) and
+``plot(results, out_dir) -> [png paths]`` (for the report), which saves them with :func:`save_all`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 def subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] | None = None, **kw):
@@ -30,3 +34,10 @@ def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
     path = Path(path)
     fig.savefig(path, dpi=dpi)
     return path
+
+
+def save_all(figs: dict[str, Any], out_dir: str | Path, dpi: int = 110) -> list[Path]:
+    """Save ``{name: figure}`` as ``out_dir/NAME.png`` (the folder is created); the paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return [save_figure(fig, out / f"{name}.png", dpi) for name, fig in figs.items()]

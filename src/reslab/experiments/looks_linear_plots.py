@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from reslab.experiments.figures import save_figure, subplots
+from reslab.experiments.figures import save_all, subplots
 
 
 def _mean(vals) -> float:
@@ -15,9 +15,7 @@ def _mean(vals) -> float:
     return float(np.mean(v)) if v else float("nan")
 
 
-def plot(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+def figures(results: dict[str, Any]) -> dict[str, Any]:
     data, cfg = results["data"], results["config"]
     fig, axes = subplots(1, 2, figsize=(11, 3.8))
     xs = np.linspace(cfg["grid_lo"], cfg["grid_hi"], cfg["grid_points"])
@@ -46,11 +44,16 @@ def plot(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
     axes[1].set_title("correlation of df/dx at neighbouring inputs", fontsize=10)
     axes[1].legend(fontsize=8)
     fig.tight_layout()
-    paths = [save_figure(fig, out / "looks_linear.png")]
+    figs = {"looks_linear": fig}
     training = data.get("training")
     if training and training.get("nets"):
         from reslab.experiments import degradation_plots
 
-        paths += degradation_plots.plot({"config": training["config"], "data": {"nets": training["nets"]}}, out,
-                                        name="looks_linear_training")
-    return paths
+        figs.update(degradation_plots.figures({"config": training["config"], "data": {"nets": training["nets"]}},
+                                              name="looks_linear_training"))
+    return figs
+
+
+def plot(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
+    """Save :func:`figures` as PNGs in ``out_dir``; their paths."""
+    return save_all(figures(results), out_dir)

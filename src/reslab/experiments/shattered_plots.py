@@ -10,16 +10,14 @@ from typing import Any
 
 import numpy as np
 
-from reslab.experiments.figures import save_figure, subplots
+from reslab.experiments.figures import save_all, subplots
 
 
-def plot(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
+def figures(results: dict[str, Any]) -> dict[str, Any]:
     import matplotlib.ticker
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     data, cfg = results["data"], results["config"]
-    paths = []
+    figs = {}
 
     # Fig. 1: gradient curves (seed 0) and covariance over seeds.
     panels = data["fig1"]
@@ -37,7 +35,7 @@ def plot(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
     axes[1, 0].set_ylabel(f"covariance over {len(g)} seeds")
     fig.suptitle(f"Shattered gradients (Balduzzi et al. Fig. 1); BN {cfg['bn']}, block {cfg.get('block', 'preact')}",
                  fontsize=10)
-    paths.append(save_figure(fig, out / "shattered_fig1_gradients.png"))
+    figs["shattered_fig1_gradients"] = fig
 
     # Fig. 2: autocorrelation functions over depth, per kind.
     kinds = [k for k in data["acf"] if "noise" not in k]
@@ -68,7 +66,7 @@ def plot(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
     ax.set_xticks(cfg["depths"], [str(d) for d in cfg["depths"]])
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.legend(fontsize=7)
-    paths.append(save_figure(fig, out / "shattered_fig2_autocorrelation.png"))
+    figs["shattered_fig2_autocorrelation"] = fig
 
     # Fig. 3: ReLU activity per layer, with and without BN.
     fig, axes = subplots(1, 2, figsize=(8, 3.4), sharey=True)
@@ -84,6 +82,10 @@ def plot(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
         ax.set_xlabel(f"layer of a {cfg['activity_depth']}-layer plain net")
     axes[0].set_ylim(0, 1)
     axes[0].legend(fontsize=8)
-    paths.append(save_figure(fig, out / "shattered_fig3_relu_activity.png"))
-    return paths
+    figs["shattered_fig3_relu_activity"] = fig
+    return figs
 
+
+def plot(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
+    """Save :func:`figures` as PNGs in ``out_dir``; their paths."""
+    return save_all(figures(results), out_dir)

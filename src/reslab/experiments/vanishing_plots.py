@@ -7,19 +7,17 @@ from typing import Any
 
 import numpy as np
 
-from reslab.experiments.figures import save_figure, subplots
+from reslab.experiments.figures import save_all, subplots
 from reslab.experiments.fcnets import MAX_DERIVATIVE, floats, log_summary
 
 COLOURS = {"sigmoid": "tab:red", "tanh": "tab:orange", "relu": "tab:green", "relu+bn": "tab:blue"}
 
 
-def plot(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
+def figures(results: dict[str, Any]) -> dict[str, Any]:
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     cfg, data = results["config"], results["data"]
     depths, acts = [int(d) for d in cfg["depths"]], list(cfg["activations"])
-    paths = []
+    figs = {}
 
     # 1. σ and σ'; the product over L layers: measured, σ' bound alone, bound with the weights
     sig, ex = data["sigmoid"], data["example"]
@@ -52,7 +50,7 @@ def plot(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
           title="product over L layers (geometric mean over seeds, 95% CI)")
     b.legend(fontsize=7)
     fig.tight_layout()
-    paths.append(save_figure(fig, out / "vanishing_sigmoid.png"))
+    figs["vanishing_sigmoid"] = fig
 
     # 2. the per-layer backward factor and what it is made of, deepest net, mean over seeds
     d = max(depths)
@@ -78,7 +76,7 @@ def plot(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
     axes[0][0].set_ylabel("backward factor at init")
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
-    paths.append(save_figure(fig, out / "vanishing_factors.png"))
+    figs["vanishing_factors"] = fig
 
     # 3. per-layer weight-gradient norms
     fig, axes = subplots(2, len(depths), figsize=(4 * len(depths), 7), squeeze=False)
@@ -95,7 +93,7 @@ def plot(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
                 ax.set_ylabel("‖∂L/∂W_l‖ (geo. mean over seeds)")
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
-    paths.append(save_figure(fig, out / "vanishing_layers.png"))
+    figs["vanishing_layers"] = fig
 
     # 4. first/last weight-gradient ratio over depth, with the criteria's band
     t = cfg["threshold"]
@@ -113,8 +111,8 @@ def plot(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
     axes[0].set_ylabel(f"ratio (geo. mean, 95% CI, {cfg['seeds']} seeds)")
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    paths.append(save_figure(fig, out / "vanishing_ratio.png"))
-    return paths
+    figs["vanishing_ratio"] = fig
+    return figs
 
 
 def _log_err(stats: list[dict]) -> np.ndarray:
@@ -122,3 +120,8 @@ def _log_err(stats: list[dict]) -> np.ndarray:
     geo = np.array([np.nan if s["geo"] is None else s["geo"] for s in stats], dtype=float)
     half = np.array([0.0 if s.get("half") is None else s["half"] for s in stats], dtype=float)
     return np.array([geo - geo / 10 ** half, geo * 10 ** half - geo])
+
+
+def plot(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
+    """Save :func:`figures` as PNGs in ``out_dir``; their paths."""
+    return save_all(figures(results), out_dir)
