@@ -13,12 +13,7 @@ from reslab.models.mlp import CReLU, mlp
 from reslab.probes import input_gradients, input_grid, lag1_autocorrelation, probe
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _relative_spread(g: torch.Tensor) -> float:

@@ -16,12 +16,7 @@ from reslab.experiments import looks_linear as ll
 from reslab.experiments import looks_linear_plots
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _cfg(**kw):

@@ -17,12 +17,7 @@ from reslab.probes import (BATCHNORMS, activation_activity, grid_batch_stats, in
                            layer_grad_norms, param_grad_norms, probe, relu_activity)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _encoder(activation=None):

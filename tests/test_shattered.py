@@ -16,14 +16,7 @@ from reslab.probes import (autocorrelation, brown_noise, gradient_covariance, gr
 TINY = dict(seeds=3, depths=(24, 50), max_lag=8, activity_depth=6, width=200)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # The experiment's matmuls are small; on a shared 2-core machine two OpenMP threads that
-    # spin-wait can run 4-10x slower than one.  Restored afterwards.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -187,30 +187,12 @@ def relu_activity(model: nn.Module, x: torch.Tensor) -> dict[str, list[float]]:
     approaches 1/2 when units fire on all inputs or none (shared activation patterns).
     ReLUs called functionally (``F.relu``) are invisible to this probe.
     """
-    patterns: list[torch.Tensor] = []
-
-    def record(module, inputs, output):
-        patterns.append((output.detach() > 0).flatten(1))
-
-    relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
-    if not relus:
+    if not any(isinstance(m, nn.ReLU) for m in model.modules()):
         raise ReslabError("relu_activity: the model has no nn.ReLU modules")
-    handles = [m.register_forward_hook(record) for m in relus]
-    try:
-        with torch.no_grad(), grid_batch_stats(model):
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
-    n = x.shape[0]
-    if n < 2:
+    if x.shape[0] < 2:
         raise ReslabError("relu_activity needs at least 2 inputs")
-    active, coactive = [], []
-    for a in patterns:
-        k = a.double().sum(0)  # inputs on which each unit is active
-        active.append(float(k.mean() / n))
-        coactive.append(float((k * (k - 1)).mean() / (n * (n - 1))))
-    return {"active": active, "coactive": coactive}
+    act = activation_activity(model, x, (nn.ReLU,), mode="sign")  # z > 0 is output > 0 for a ReLU
+    return {"active": act["active"], "coactive": act["coactive"]}
 
 
 def _activity_numbers(a: torch.Tensor) -> tuple[float, float]:
