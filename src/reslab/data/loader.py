@@ -96,6 +96,35 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return int(state.generate_state(1, dtype=np.uint64)[0])
 
 
+def _checked(images, labels, batch_size: int, pad_to: int | None, mean: Sequence[float] | None,
+             std: Sequence[float] | None, rank: int, world_size: int):
+    """:class:`DeviceLoader`'s arguments checked: ``(images, labels, mean, std)``, images and
+    labels as tensors, mean and std as per-channel float tuples (from the images where not given)."""
+    images = torch.as_tensor(images)
+    labels = torch.as_tensor(labels)
+    if images.dtype != torch.uint8 or images.dim() != 4:
+        raise ReslabError(f"DeviceLoader needs uint8 images (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+    if labels.dim() != 1 or len(labels) != len(images):
+        raise ReslabError(f"DeviceLoader got {len(images)} images but labels of shape {tuple(labels.shape)}")
+    if batch_size < 1:
+        raise ReslabError(f"batch size must be >= 1, got {batch_size}")
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ReslabError(f"rank must be in [0, world_size), got rank={rank}, world_size={world_size}")
+    _, c, h, w = images.shape
+    if pad_to is not None and (pad_to < h or pad_to < w):
+        raise ReslabError(f"pad_to={pad_to} is smaller than the {h}x{w} images")
+
+    if mean is None or std is None:
+        stats = channel_stats(images)
+        mean = stats[0] if mean is None else mean
+        # A constant channel has std 0; leave it unscaled rather than divide by zero.
+        std = tuple(s if s > 0 else 1.0 for s in stats[1]) if std is None else std
+    mean, std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+    if len(mean) != c or len(std) != c or min(std) <= 0:
+        raise ReslabError(f"mean/std need {c} values (one per channel) with std > 0, got mean={mean}, std={std}")
+    return images, labels, mean, std
+
+
 class DeviceLoader:
     """Batches of normalised (and, for training, augmented) images from a device-resident dataset.
 
@@ -119,28 +148,8 @@ class DeviceLoader:
                  augment: bool = True, pad_to: int | None = None, mean: Sequence[float] | None = None,
                  std: Sequence[float] | None = None, channels_last: bool = True, seed: int = 0,
                  drop_last: bool = True, rank: int = 0, world_size: int = 1, dtype=torch.float32):
-        images = torch.as_tensor(images)
-        labels = torch.as_tensor(labels)
-        if images.dtype != torch.uint8 or images.dim() != 4:
-            raise ReslabError(f"DeviceLoader needs uint8 images (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
-        if labels.dim() != 1 or len(labels) != len(images):
-            raise ReslabError(f"DeviceLoader got {len(images)} images but labels of shape {tuple(labels.shape)}")
-        if batch_size < 1:
-            raise ReslabError(f"batch size must be >= 1, got {batch_size}")
-        if world_size < 1 or not 0 <= rank < world_size:
-            raise ReslabError(f"rank must be in [0, world_size), got rank={rank}, world_size={world_size}")
+        images, labels, mean, std = _checked(images, labels, batch_size, pad_to, mean, std, rank, world_size)
         n, c, h, w = images.shape
-        if pad_to is not None and (pad_to < h or pad_to < w):
-            raise ReslabError(f"pad_to={pad_to} is smaller than the {h}x{w} images")
-
-        if mean is None or std is None:
-            stats = channel_stats(images)
-            mean = stats[0] if mean is None else mean
-            # A constant channel has std 0; leave it unscaled rather than divide by zero.
-            std = tuple(s if s > 0 else 1.0 for s in stats[1]) if std is None else std
-        mean, std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
-        if len(mean) != c or len(std) != c or min(std) <= 0:
-            raise ReslabError(f"mean/std need {c} values (one per channel) with std > 0, got mean={mean}, std={std}")
 
         self.device = torch.device(device)
         self.train = bool(train)

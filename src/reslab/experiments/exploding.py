@@ -272,15 +272,18 @@ def judge(cfg: Config, data: dict[str, Any]) -> dict[str, Any]:
         return base.cannot_judge(f"conditions {missing} were not run; the criteria need {list(REQUIRED)}")
     if not cfg.layer_gain > 1:
         return base.cannot_judge(f"layer_gain is {cfg.layer_gain:g}; the layer-wise growth part needs a gain > 1")
-    runs, deepest = data["runs"], str(max(cfg.depths))
-    lo, hi = 1 / cfg.stable_factor, cfg.stable_factor
-    parts = []
+    runs = data["runs"]
+    parts = [_part_growth(cfg, runs), _part_raw(cfg, runs), _part_bn_level(cfg, runs), _part_raw_bn(cfg, runs)]
+    return base.verdict(parts, _summary(cfg, runs), **_numbers(cfg, runs))
 
-    # 1. gain > 1, no BN: ‖∂L/∂h_l‖ grows toward the input
+
+def _part_growth(cfg: Config, runs: dict) -> dict[str, Any]:
+    """1. gain > 1, no BN: ‖∂L/∂h_l‖ grows toward the input."""
+    deepest = str(max(cfg.depths))
     grow = {d: [layer_growth(r) for r in runs["gain"][str(d)]] for d in map(str, cfg.depths)}
     ok = (all(g["factor"] > 1 for gs in grow.values() for g in gs)  # NaN fails
           and all(g["ratio"] >= cfg.explode_factor for g in grow[deepest]))
-    parts.append(base.part(
+    return base.part(
         f"without BN, weights with gain {cfg.layer_gain:g} > 1 make the gradient grow geometrically layer by "
         "layer toward the input",
         f"at step 0, in every seed and depth, the per-layer factor of ‖∂L/∂h_l‖ toward the input (log-linear "
@@ -288,64 +291,77 @@ def judge(cfg: Config, data: dict[str, Any]) -> dict[str, Any]:
         ok, "; ".join(f"L={d}: factor {_factor(gs)} (expected about the gain, {cfg.layer_gain:g}), first/last "
                       f"{decades(log_summary([g['ratio'] for g in gs]))}, weight gradients first/last "
                       f"{_geo([weight_ratio0(r) for r in runs['gain'][d]])}, training: {_outcome(runs['gain'][d])}"
-                      for d, gs in grow.items())))
+                      for d, gs in grow.items()))
 
-    # 2. raw 0-255 pixels, no BN: training overflows (or the gradient norm explodes)
+
+def _part_raw(cfg: Config, runs: dict) -> dict[str, Any]:
+    """2. raw 0-255 pixels, no BN: training overflows (or the gradient norm explodes)."""
     def explodes(r):
         return r["nonfinite"] is not None or growth(r) >= cfg.explode_factor
 
     raw = runs["raw"]
-    parts.append(base.part(
+    return base.part(
         "raw 0-255 inputs without BN: a few SGD steps overflow to inf/NaN",
         f"in every seed and depth, the run turns non-finite within {cfg.steps} SGD steps or its total gradient "
         f"norm reaches {cfg.explode_factor:g}× its step-0 value",
         all(explodes(r) for d in cfg.depths for r in raw[str(d)]),
         "; ".join(f"L={d}: {_outcome(raw[str(d)])}; step-0 per-layer factor {_factor(map(layer_growth, raw[str(d)]))}"
-                  for d in cfg.depths)))
+                  for d in cfg.depths))
 
-    # 3. BN + ReLU, same gain: the per-layer gradient stays level, training finite
+
+def _part_bn_level(cfg: Config, runs: dict) -> dict[str, Any]:
+    """3. BN + ReLU, same gain: the per-layer gradient stays level, training finite."""
+    lo, hi = 1 / cfg.stable_factor, cfg.stable_factor
     bn = runs["gain+bn"]
     ratios = {d: [layer_growth(r)["ratio"] for r in bn[str(d)]] for d in cfg.depths}
     ok = (all(lo <= v <= hi for vs in ratios.values() for v in vs)
           and all(r["nonfinite"] is None for d in cfg.depths for r in bn[str(d)]))
-    parts.append(base.part(
+    return base.part(
         f"BN + ReLU (same gain {cfg.layer_gain:g}) keeps the layer-wise gradient level and training finite",
         f"in every seed and depth, at step 0 ‖∂L/∂h_0‖/‖∂L/∂h_L‖ within [{lo:g}, {hi:g}], and finite for "
         f"{cfg.steps} SGD steps",
         ok, "; ".join(f"L={d}: first/last {decades(log_summary(ratios[d]))}, factor "
-                      f"{_factor(map(layer_growth, bn[str(d)]))}, {_outcome(bn[str(d)])}" for d in cfg.depths)))
+                      f"{_factor(map(layer_growth, bn[str(d)]))}, {_outcome(bn[str(d)])}" for d in cfg.depths))
 
-    # 4. BN + ReLU on the same raw inputs: finite and stable over the steps
+
+def _part_raw_bn(cfg: Config, runs: dict) -> dict[str, Any]:
+    """4. BN + ReLU on the same raw inputs: finite and stable over the steps."""
     rbn = runs["raw+bn"]
-    parts.append(base.part(
+    return base.part(
         "BN + ReLU keeps training on raw 0-255 inputs finite",
         f"in every seed and depth, finite for {cfg.steps} SGD steps with total gradient norm ≤ "
         f"{cfg.stable_factor:g}× its step-0 value",
         all(r["nonfinite"] is None and growth(r) <= cfg.stable_factor for d in cfg.depths for r in rbn[str(d)]),
-        "; ".join(f"L={d}: {_outcome(rbn[str(d)])}" for d in cfg.depths)))
+        "; ".join(f"L={d}: {_outcome(rbn[str(d)])}" for d in cfg.depths))
 
+
+def _summary(cfg: Config, runs: dict) -> str:
+    """The verdict's summary: the deepest nets' step-0 growth and raw-input outcomes, then the context."""
+    deepest = str(max(cfg.depths))
     context = [c for c in ("normalised", "normalised+bn") if c in cfg.conditions]
     deep = {c: [layer_growth(r) for r in runs[c][deepest]] for c in ("gain", "gain+bn")}
-    summary = (f"{cfg.seeds} seeds, up to {cfg.steps} SGD steps. At L={deepest}, step 0: without BN (gain "
-               f"{cfg.layer_gain:g}) ‖∂L/∂h_0‖/‖∂L/∂h_L‖ = {_geo([g['ratio'] for g in deep['gain']])} "
-               f"(factor {_factor(deep['gain'])} per layer); with BN {_geo([g['ratio'] for g in deep['gain+bn']])} "
-               f"(factor {_factor(deep['gain+bn'])}). Raw 0-255 inputs without BN: {_outcome(raw[deepest])}; "
-               f"with BN: {_outcome(rbn[deepest])}."
-               + "".join(f" Context, {c} (gain {cfg.init_gain:g}): "
-                         + "; ".join(f"L={d} step-0 first/last ‖∂L/∂h‖ "
-                                     f"{_geo([layer_growth(r)['ratio'] for r in runs[c][str(d)]])}, "
-                                     f"{_outcome(runs[c][str(d)])}" for d in cfg.depths) + "."
-                         for c in context))
-    numbers = {cond: {str(d): {"nonfinite_step": [r["nonfinite"]["step"] if r["nonfinite"] else None
-                                                  for r in runs[cond][str(d)]],
-                               "grad_norm_step0": [num(r["grad_norm"][0]) if r["grad_norm"] else None
-                                                   for r in runs[cond][str(d)]],
-                               "growth_max_over_step0": [growth(r) for r in runs[cond][str(d)]],
-                               "layer_ratio_step0": [layer_growth(r)["ratio"] for r in runs[cond][str(d)]],
-                               "layer_factor_step0": [layer_growth(r)["factor"] for r in runs[cond][str(d)]]}
-                       for d in cfg.depths} for cond in cfg.conditions}
-    return base.verdict(parts, summary, **numbers)
+    return (f"{cfg.seeds} seeds, up to {cfg.steps} SGD steps. At L={deepest}, step 0: without BN (gain "
+            f"{cfg.layer_gain:g}) ‖∂L/∂h_0‖/‖∂L/∂h_L‖ = {_geo([g['ratio'] for g in deep['gain']])} "
+            f"(factor {_factor(deep['gain'])} per layer); with BN {_geo([g['ratio'] for g in deep['gain+bn']])} "
+            f"(factor {_factor(deep['gain+bn'])}). Raw 0-255 inputs without BN: {_outcome(runs['raw'][deepest])}; "
+            f"with BN: {_outcome(runs['raw+bn'][deepest])}."
+            + "".join(f" Context, {c} (gain {cfg.init_gain:g}): "
+                      + "; ".join(f"L={d} step-0 first/last ‖∂L/∂h‖ "
+                                  f"{_geo([layer_growth(r)['ratio'] for r in runs[c][str(d)]])}, "
+                                  f"{_outcome(runs[c][str(d)])}" for d in cfg.depths) + "."
+                      for c in context))
 
+
+def _numbers(cfg: Config, runs: dict) -> dict[str, Any]:
+    """The verdict's numbers: per condition and depth, each seed's outcome and step-0 growth."""
+    return {cond: {str(d): {"nonfinite_step": [r["nonfinite"]["step"] if r["nonfinite"] else None
+                                               for r in runs[cond][str(d)]],
+                            "grad_norm_step0": [num(r["grad_norm"][0]) if r["grad_norm"] else None
+                                                for r in runs[cond][str(d)]],
+                            "growth_max_over_step0": [growth(r) for r in runs[cond][str(d)]],
+                            "layer_ratio_step0": [layer_growth(r)["ratio"] for r in runs[cond][str(d)]],
+                            "layer_factor_step0": [layer_growth(r)["factor"] for r in runs[cond][str(d)]]}
+                    for d in cfg.depths} for cond in cfg.conditions}
 
 def _geo(values) -> str:
     g = log_summary(values)["geo"]

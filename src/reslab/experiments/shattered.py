@@ -310,59 +310,90 @@ def judge(cfg: Config, data: dict[str, Any]) -> dict[str, Any]:
     if len(cfg.betas) < 2:
         return base.cannot_judge(f"the β part needs two betas, got betas={list(cfg.betas)}")
     b1, b2 = cfg.betas[0], cfg.betas[1]
-    r1, r2 = kind_name(b1), kind_name(b2)
-    got = {
-        "plain": _values(data, "lag1", "plain", dp, "values"),
-        "res": _values(data, "lag1", r1, dr, "values"),
-        "res_small": _values(data, "lag1", r2, dr, "values"),
-        "res_hw": _values(data, "halfwidth", r1, dr, "values"),
-        "brown": _values(data, "noise", BROWN, "lag1", "values"),
-        "brown_hw": _values(data, "noise", BROWN, "halfwidth", "values"),
-    }
+    got = _measured(cfg, data)
     missing = [k for k, v in got.items() if v is None or len(v) == 0]
     if missing:
         return base.cannot_judge(f"depths {dp} (plain) and {dr} (ResNets β = {b1:g}, {b2:g}) and the brown-noise "
                                  f"reference must all be measured (depths={list(cfg.depths)}; missing: "
                                  f"{', '.join(missing)})")
-    plain, res, small = stats.summary(got["plain"]), stats.summary(got["res"]), stats.summary(got["res_small"])
-    res_hw, brown, brown_hw = stats.summary(got["res_hw"]), stats.summary(got["brown"]), stats.summary(got["brown_hw"])
+    s = {k: stats.summary(v) for k, v in got.items()}
     diff = stats.difference(got["res_small"], got["res"])
-    if any(s["half"] is None for s in (plain, res, res_hw)) or diff["lo"] is None:
+    if any(s[k]["half"] is None for k in ("plain", "res", "res_hw")) or diff["lo"] is None:
         return base.cannot_judge("the criteria need 95% intervals: at least 2 seeds per net")
-    lag1_floor = brown["mean"] - cfg.brown_tol
-    band_floor = cfg.band_frac * brown_hw["mean"]
-    parts = [
-        base.part(f"the {dp}-layer plain net's df/dx is like white noise",
-                  f"lag-1 autocorrelation: mean and its 95% CI within ±{cfg.white_tol:g} "
-                  f"(white noise's lag-1 on {cfg.grid_points} points has std 1/√{cfg.grid_points} = "
-                  f"{1 / math.sqrt(cfg.grid_points):.3f})",
-                  plain["lo"] > -cfg.white_tol and plain["hi"] < cfg.white_tol, f"lag-1 {stats.text(plain)}"),
-        base.part(f"the {dr}-layer ResNet's (β = {b1:g}) df/dx is like brown noise: lag-1",
-                  f"lag-1 autocorrelation: low end of its 95% CI >= brown noise's lag-1 - {cfg.brown_tol:g}",
-                  res["lo"] >= lag1_floor,
-                  f"lag-1 {stats.text(res)}; brown noise {stats.text(brown)}, floor {lag1_floor:.3f}"),
-        base.part(f"the {dr}-layer ResNet's (β = {b1:g}) correlation band is as wide as brown noise's",
-                  f"ACF half-width (lag where the ACF falls below 1/2): low end of its 95% CI >= "
-                  f"{cfg.band_frac:g} x brown noise's mean half-width",
-                  res_hw["lo"] >= band_floor,
-                  f"half-width {stats.text(res_hw, '.1f')} grid steps; brown noise {stats.text(brown_hw, '.1f')}, "
-                  f"floor {band_floor:.1f}"),
-        base.part(f"β = {b2:g} keeps more correlation than β = {b1:g} ({dr} layers)",
-                  f"lag-1 (β = {b2:g}) minus lag-1 (β = {b1:g}): 95% CI above 0",
-                  diff["lo"] > 0, f"difference {stats.text(diff)}; β = {b2:g}: lag-1 {stats.text(small)}"),
-    ]
-    summary = (f"block {cfg.block}: {dp}-layer plain lag-1 {plain['mean']:.3f}; {dr}-layer ResNet β = {b1:g} lag-1 "
-               f"{res['mean']:.3f}, half-width {res_hw['mean']:.1f} (brown noise {brown['mean']:.3f}, "
-               f"{brown_hw['mean']:.1f}); β = {b2:g} lag-1 {small['mean']:.3f}.")
-    numbers = {"block": cfg.block, "plain": plain, "resnet": res, "resnet_halfwidth": res_hw,
-               "resnet_small_beta": small, "beta_difference": diff, "brown": brown, "brown_halfwidth": brown_hw}
+    parts = [_part_white(cfg, s), _part_brown_lag1(cfg, s), _part_band(cfg, s), _part_beta(cfg, s, diff)]
+    m = {k: v["mean"] for k, v in s.items()}
+    summary = (f"block {cfg.block}: {dp}-layer plain lag-1 {m['plain']:.3f}; {dr}-layer ResNet β = {b1:g} lag-1 "
+               f"{m['res']:.3f}, half-width {m['res_hw']:.1f} (brown noise {m['brown']:.3f}, {m['brown_hw']:.1f}); "
+               f"β = {b2:g} lag-1 {m['res_small']:.3f}.")
+    numbers = {"block": cfg.block, "plain": s["plain"], "resnet": s["res"], "resnet_halfwidth": s["res_hw"],
+               "resnet_small_beta": s["res_small"], "beta_difference": diff, "brown": s["brown"],
+               "brown_halfwidth": s["brown_hw"]}
+    context_text, context_numbers = _context(cfg, data)  # ("", None) without a measured context block
+    if context_numbers is not None:
+        numbers["context"] = context_numbers
+    return base.verdict(parts, summary + context_text, **numbers)
+
+
+def _measured(cfg: Config, data: dict[str, Any]) -> dict[str, list | None]:
+    """The per-seed values the criteria read (None where not measured)."""
+    dp, dr = str(cfg.fig1_plain_depth), str(cfg.fig1_resnet_depth)
+    r1, r2 = kind_name(cfg.betas[0]), kind_name(cfg.betas[1])
+
+    def at(*path: str) -> list | None:
+        return _values(data, *path, "values")
+
+    return {"plain": at("lag1", "plain", dp), "res": at("lag1", r1, dr), "res_small": at("lag1", r2, dr),
+            "res_hw": at("halfwidth", r1, dr), "brown": at("noise", BROWN, "lag1"),
+            "brown_hw": at("noise", BROWN, "halfwidth")}
+
+
+def _part_white(cfg: Config, s: dict[str, dict]) -> dict[str, Any]:
+    """1. the plain net's df/dx: lag-1 like white noise's."""
+    plain, n = s["plain"], cfg.grid_points
+    return base.part(f"the {cfg.fig1_plain_depth}-layer plain net's df/dx is like white noise",
+                     f"lag-1 autocorrelation: mean and its 95% CI within ±{cfg.white_tol:g} "
+                     f"(white noise's lag-1 on {n} points has std 1/√{n} = {1 / math.sqrt(n):.3f})",
+                     plain["lo"] > -cfg.white_tol and plain["hi"] < cfg.white_tol, f"lag-1 {stats.text(plain)}")
+
+
+def _part_brown_lag1(cfg: Config, s: dict[str, dict]) -> dict[str, Any]:
+    """2. the ResNet's df/dx (first β): lag-1 like brown noise's."""
+    floor, dr, b1 = s["brown"]["mean"] - cfg.brown_tol, cfg.fig1_resnet_depth, cfg.betas[0]
+    return base.part(
+        f"the {dr}-layer ResNet's (β = {b1:g}) df/dx is like brown noise: lag-1",
+        f"lag-1 autocorrelation: low end of its 95% CI >= brown noise's lag-1 - {cfg.brown_tol:g}",
+        s["res"]["lo"] >= floor,
+        f"lag-1 {stats.text(s['res'])}; brown noise {stats.text(s['brown'])}, floor {floor:.3f}")
+
+
+def _part_band(cfg: Config, s: dict[str, dict]) -> dict[str, Any]:
+    """3. the ResNet's (first β) ACF half-width: as wide as brown noise's."""
+    floor, dr, b1 = cfg.band_frac * s["brown_hw"]["mean"], cfg.fig1_resnet_depth, cfg.betas[0]
+    return base.part(
+        f"the {dr}-layer ResNet's (β = {b1:g}) correlation band is as wide as brown noise's",
+        f"ACF half-width (lag where the ACF falls below 1/2): low end of its 95% CI >= {cfg.band_frac:g} x brown "
+        "noise's mean half-width", s["res_hw"]["lo"] >= floor,
+        f"half-width {stats.text(s['res_hw'], '.1f')} grid steps; brown noise {stats.text(s['brown_hw'], '.1f')}, "
+        f"floor {floor:.1f}")
+
+
+def _part_beta(cfg: Config, s: dict[str, dict], diff: dict) -> dict[str, Any]:
+    """4. the second β keeps more lag-1 correlation than the first."""
+    b1, b2 = cfg.betas[0], cfg.betas[1]
+    return base.part(f"β = {b2:g} keeps more correlation than β = {b1:g} ({cfg.fig1_resnet_depth} layers)",
+                     f"lag-1 (β = {b2:g}) minus lag-1 (β = {b1:g}): 95% CI above 0",
+                     diff["lo"] > 0, f"difference {stats.text(diff)}; β = {b2:g}: lag-1 {stats.text(s['res_small'])}")
+
+
+def _context(cfg: Config, data: dict[str, Any]) -> tuple[str, dict | None]:
+    """The context block's ResNets (if measured): a sentence for the summary and their numbers."""
+    b1, b2, dr = cfg.betas[0], cfg.betas[1], str(cfg.fig1_resnet_depth)
+    r1, r2 = kind_name(b1), kind_name(b2)
     ctx = data.get("context") or {}
-    c1, c2 = _values(ctx, "lag1", r1, dr, "values"), _values(ctx, "lag1", r2, dr, "values")
-    chw = _values(ctx, "halfwidth", r1, dr, "values")
-    if all(v is not None and len(v) > 0 for v in (c1, c2, chw)):
-        c1s, c2s, chws = stats.summary(c1), stats.summary(c2), stats.summary(chw)
-        summary += (f" Context, block {ctx.get('block')}: ResNet β = {b1:g} lag-1 {c1s['mean']:.3f}, half-width "
-                    f"{chws['mean']:.1f}; β = {b2:g} lag-1 {c2s['mean']:.3f}.")
-        numbers["context"] = {"block": ctx.get("block"), "resnet": c1s, "resnet_halfwidth": chws,
-                              "resnet_small_beta": c2s}
-    return base.verdict(parts, summary, **numbers)
+    c1, c2, chw = (_values(ctx, key, r, dr, "values") for key, r in (("lag1", r1), ("lag1", r2), ("halfwidth", r1)))
+    if not all(v is not None and len(v) > 0 for v in (c1, c2, chw)):
+        return "", None
+    c1s, c2s, chws = stats.summary(c1), stats.summary(c2), stats.summary(chw)
+    text = (f" Context, block {ctx.get('block')}: ResNet β = {b1:g} lag-1 {c1s['mean']:.3f}, half-width "
+            f"{chws['mean']:.1f}; β = {b2:g} lag-1 {c2s['mean']:.3f}.")
+    return text, {"block": ctx.get("block"), "resnet": c1s, "resnet_halfwidth": chws, "resnet_small_beta": c2s}

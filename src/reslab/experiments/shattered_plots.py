@@ -14,12 +14,15 @@ from reslab.experiments.figures import save_all, subplots
 
 
 def figures(results: dict[str, Any]) -> dict[str, Any]:
-    import matplotlib.ticker
+    """``{name: Figure}``: the paper's Figs. 1-3, in that order."""
+    return {"shattered_fig1_gradients": _fig_gradients(results),
+            "shattered_fig2_autocorrelation": _fig_autocorrelation(results),
+            "shattered_fig3_relu_activity": _fig_relu_activity(results)}
 
+
+def _fig_gradients(results: dict[str, Any]):
+    """Fig. 1: gradient curves (seed 0) and covariance over seeds."""
     data, cfg = results["data"], results["config"]
-    figs = {}
-
-    # Fig. 1: gradient curves (seed 0) and covariance over seeds.
     panels = data["fig1"]
     fig, axes = subplots(2, len(panels), figsize=(3.2 * len(panels), 6.2))
     xs = np.linspace(cfg["grid_lo"], cfg["grid_hi"], cfg["grid_points"])
@@ -35,9 +38,14 @@ def figures(results: dict[str, Any]) -> dict[str, Any]:
     axes[1, 0].set_ylabel(f"covariance over {len(g)} seeds")
     fig.suptitle(f"Shattered gradients (Balduzzi et al. Fig. 1); BN {cfg['bn']}, block {cfg.get('block', 'preact')}",
                  fontsize=10)
-    figs["shattered_fig1_gradients"] = fig
+    return fig
 
-    # Fig. 2: autocorrelation functions over depth, per kind.
+
+def _fig_autocorrelation(results: dict[str, Any]):
+    """Fig. 2: autocorrelation functions over depth, per kind; lag-1 over depth."""
+    import matplotlib.ticker
+
+    data, cfg = results["data"], results["config"]
     kinds = [k for k in data["acf"] if "noise" not in k]
     context = data.get("context") or {}
     fig, axes = subplots(1, len(kinds) + 1, figsize=(3.6 * (len(kinds) + 1), 3.4))
@@ -66,9 +74,12 @@ def figures(results: dict[str, Any]) -> dict[str, Any]:
     ax.set_xticks(cfg["depths"], [str(d) for d in cfg["depths"]])
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.legend(fontsize=7)
-    figs["shattered_fig2_autocorrelation"] = fig
+    return fig
 
-    # Fig. 3: ReLU activity per layer, with and without BN.
+
+def _fig_relu_activity(results: dict[str, Any]):
+    """Fig. 3: ReLU activity per layer, with and without BN."""
+    data, cfg = results["data"], results["config"]
     fig, axes = subplots(1, 2, figsize=(8, 3.4), sharey=True)
     for ax, key, ref in ((axes[0], "active", 0.5), (axes[1], "coactive", 0.25)):
         for label, act in data["activity"].items():
@@ -82,9 +93,7 @@ def figures(results: dict[str, Any]) -> dict[str, Any]:
         ax.set_xlabel(f"layer of a {cfg['activity_depth']}-layer plain net")
     axes[0].set_ylim(0, 1)
     axes[0].legend(fontsize=8)
-    figs["shattered_fig3_relu_activity"] = fig
-    return figs
-
+    return fig
 
 def plot(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
     """Save :func:`figures` as PNGs in ``out_dir``; their paths."""

@@ -256,20 +256,37 @@ def judge(cfg: Config, data: dict[str, Any]) -> dict[str, Any]:
     missing = [a for a in REQUIRED if a not in cfg.activations]
     if missing:
         return base.cannot_judge(f"activations {missing} were not run; the criteria need {list(REQUIRED)}")
-    nets, t = data["nets"], cfg.threshold
-    sig = data["sigmoid"]
-    parts = []
+    nets, sig, ex = data["nets"], data["sigmoid"], data["example"]
+    parts = [_part_derivative(cfg, sig), _part_product_bound(cfg, nets), _part_example(cfg, ex),
+             _part_sigmoid_vanishes(cfg, nets), _part_relu_level(cfg, nets, "relu", "ReLU (no BN)"),
+             _part_relu_level(cfg, nets, "relu+bn", "ReLU + BN")]
+    r, wb = log_summary(ex["ratio"]), log_summary(ex["weight_bound"])
+    geo = {act: {str(d): {w: log_summary(nets[act][str(d)][f"ratio_{w}"])["geo"] for w in ("init", "trained")}
+                 for d in cfg.depths} for act in cfg.activations}
+    numbers = {"max_sigmoid_derivative": sig["max_derivative"], "example_ratio_geo": r["geo"],
+               "example_sigma_bound": ex["sigma_bound"], "example_weight_bound_geo": wb["geo"],
+               "first_last_weight_grad_geo": geo}
+    deepest = str(max(cfg.depths))
+    summary = (f"Ten sigmoid layers: measured {_g(r['geo'])} vs 0.25^9 = {ex['sigma_bound']:.2g} "
+               f"(σ' bound alone) and {_g(wb['geo'])} (with the weights' ‖W_l‖₂). First/last weight-gradient "
+               f"ratio at init, deepest net (L={deepest}): "
+               + ", ".join(f"{a} {_g(geo[a][deepest]['init'])}" for a in cfg.activations) + ".")
+    return base.verdict(parts, summary, **numbers)
 
-    # 1. σ' ≤ 1/4, attained at 0
+
+def _part_derivative(cfg: Config, sig: dict[str, Any]) -> dict[str, Any]:
+    """1. σ' ≤ 1/4, attained at 0."""
     ok = (abs(sig["max_derivative"] - 0.25) < 1e-12 and abs(sig["argmax"]) < 1e-9
           and max(floats(sig["derivative"])) <= 0.25)
-    parts.append(base.part(
+    return base.part(
         "the sigmoid's derivative is at most 0.25 (at 0)",
         f"max of σ'(x) (autograd, float64) on a grid of {cfg.sigmoid_points} points in "
         f"[-{cfg.sigmoid_range:g}, {cfg.sigmoid_range:g}] equals 0.25 within 1e-12, at x = 0",
-        ok, f"max σ'(x) = {sig['max_derivative']:.12g} at x = {sig['argmax']:g}"))
+        ok, f"max σ'(x) = {sig['max_derivative']:.12g} at x = {sig['argmax']:g}")
 
-    # 2. per-layer factor ≤ 0.25·‖W_l‖₂, product ≤ ∏ 0.25·‖W_l‖₂ (every sigmoid net)
+
+def _part_product_bound(cfg: Config, nets: dict[str, Any]) -> dict[str, Any]:
+    """2. per-layer factor ≤ 0.25·‖W_l‖₂, product ≤ ∏ 0.25·‖W_l‖₂ (every sigmoid net)."""
     viol, lines, below = 0, [], []
     for d in cfg.depths:
         rec = nets["sigmoid"][str(d)]
@@ -283,7 +300,7 @@ def judge(cfg: Config, data: dict[str, Any]) -> dict[str, Any]:
         lines.append(f"L={d}: measured {decades(meas)}, bound ∏0.25·‖W_l‖₂ {_g(wb['geo'])}, "
                      f"σ' bound alone 0.25^L {0.25 ** d:.2g}")
     wn = floats([w for d in cfg.depths for ws in nets["sigmoid"][str(d)]["wnorm_init"] for w in ws[:-1]])
-    parts.append(base.part(
+    return base.part(
         "backprop through L sigmoid layers multiplies the gradient by at most ∏ 0.25·‖W_l‖₂",
         "in every sigmoid net (every seed and depth, at init), each measured backward factor "
         "‖∂L/∂h_{l-1}‖/‖∂L/∂h_l‖ ≤ 0.25·‖W_l‖₂ and ‖∂L/∂h_0‖/‖∂L/∂h_L‖ ≤ ∏ 0.25·‖W_l‖₂",
@@ -291,13 +308,14 @@ def judge(cfg: Config, data: dict[str, Any]) -> dict[str, Any]:
         f"{viol} violations. " + "; ".join(lines)
         + f". Hidden weights' ‖W_l‖₂ = {wn.mean():.2f} on average, so 0.25^L alone (weights' gain excluded) "
         + ("lies below the measured ratio at every depth" if all(below) else
-           f"lies below the measured ratio at {sum(below)}/{len(below)} depths")))
+           f"lies below the measured ratio at {sum(below)}/{len(below)} depths"))
 
-    # 3. the claim's example: ten sigmoid layers ≈ 0.25^9
-    ex = data["example"]
+
+def _part_example(cfg: Config, ex: dict[str, Any]) -> dict[str, Any]:
+    """3. the claim's example: ten sigmoid layers ≈ 0.25^9."""
     r, wb = log_summary(ex["ratio"]), log_summary(ex["weight_bound"])
     off = None if r["geo"] is None else r["geo"] / ex["sigma_bound"]
-    parts.append(base.part(
+    return base.part(
         f"ten sigmoid layers multiply the gradient by about 0.25^9 ≈ {ex['sigma_bound']:.2g}",
         f"in a net of ten sigmoid layers at init, ‖∂L/∂h_0‖/‖∂L/∂h_9‖ (geometric mean over seeds) is within "
         f"a factor {cfg.about_factor:g} of 0.25^9",
@@ -305,42 +323,46 @@ def judge(cfg: Config, data: dict[str, Any]) -> dict[str, Any]:
         f"measured {decades(r)}, {_times(off)} 0.25^9; bound with the measured weights ∏0.25·‖W_l‖₂ "
         f"{_g(wb['geo'])}; per layer: measured factor {_mean(ex['mean_factor']):.3f} = mean σ'(z) "
         f"{_mean(ex['mean_dsigma']):.3f} × weights (‖W_l‖₂ {_mean(ex['mean_wnorm']):.2f}) vs 0.25 alone; "
-        f"weight-gradient ratio first/tenth {_g(log_summary(ex['weight_grad_ratio'])['geo'])}"))
+        f"weight-gradient ratio first/tenth {_g(log_summary(ex['weight_grad_ratio'])['geo'])}")
 
-    # 4.-6. first/last weight-gradient ratio: sigmoid below t; ReLU and ReLU+BN inside [t, 1/t]
-    def ratios(act):
-        return {(when, d): floats(nets[act][str(d)][f"ratio_{when}"]) for when in ("init", "trained")
-                for d in cfg.depths}
 
-    def text(act):
-        return "; ".join(f"{'init' if w == 'init' else f'after {cfg.steps} steps'} "
-                         + ", ".join(f"L={d} {decades(log_summary(ratios(act)[(w, d)]))}" for d in cfg.depths)
-                         for w in ("init", "trained"))
+# 4.-6. first/last weight-gradient ratio: sigmoid below t; ReLU and ReLU+BN inside [t, 1/t]
 
-    every = f"in every seed and depth, at init and after {cfg.steps} SGD steps"
-    sig_ok = all(np.all(v <= t) for v in ratios("sigmoid").values())  # NaN fails
-    parts.append(base.part(
+def _part_sigmoid_vanishes(cfg: Config, nets: dict[str, Any]) -> dict[str, Any]:
+    """4. deep sigmoid nets: first/last weight-gradient norm ≤ threshold everywhere."""
+    t = cfg.threshold
+    ok = all(np.all(v <= t) for v in _first_last(cfg, nets, "sigmoid").values())  # NaN fails
+    return base.part(
         "deep sigmoid nets: the first layer's gradient is orders of magnitude below the last's",
-        f"first/last Linear weight-gradient norm ≤ {t:g} {every}", sig_ok, text("sigmoid")))
-    for act, name in (("relu", "ReLU (no BN)"), ("relu+bn", "ReLU + BN")):
-        ok = all(np.all((v >= t) & (v <= 1 / t)) for v in ratios(act).values())
-        parts.append(base.part(
-            f"{name} keeps the first layer's gradient within two orders of magnitude of the last's "
-            "(no vanishing, no explosion)",
-            f"first/last Linear weight-gradient norm within [{t:g}, {1 / t:g}] {every}", ok, text(act)))
+        f"first/last Linear weight-gradient norm ≤ {t:g} {_every(cfg)}", ok, _first_last_text(cfg, nets, "sigmoid"))
 
-    geo = {act: {str(d): {w: log_summary(nets[act][str(d)][f"ratio_{w}"])["geo"] for w in ("init", "trained")}
-                 for d in cfg.depths} for act in cfg.activations}
-    numbers = {"max_sigmoid_derivative": sig["max_derivative"], "example_ratio_geo": r["geo"],
-               "example_sigma_bound": ex["sigma_bound"], "example_weight_bound_geo": wb["geo"],
-               "first_last_weight_grad_geo": geo}
-    deepest = str(max(cfg.depths))
-    summary = (f"Ten sigmoid layers: measured {_g(r['geo'])} vs 0.25^9 = {ex['sigma_bound']:.2g} "
-               f"(σ' bound alone) and {_g(wb['geo'])} (with the weights' ‖W_l‖₂). First/last weight-gradient "
-               f"ratio at init, deepest net (L={deepest}): "
-               + ", ".join(f"{a} {_g(geo[a][deepest]['init'])}" for a in cfg.activations) + ".")
-    return base.verdict(parts, summary, **numbers)
 
+def _part_relu_level(cfg: Config, nets: dict[str, Any], act: str, name: str) -> dict[str, Any]:
+    """5./6. ReLU, ReLU+BN: first/last weight-gradient norm within [threshold, 1/threshold] everywhere."""
+    t = cfg.threshold
+    ok = all(np.all((v >= t) & (v <= 1 / t)) for v in _first_last(cfg, nets, act).values())
+    return base.part(
+        f"{name} keeps the first layer's gradient within two orders of magnitude of the last's "
+        "(no vanishing, no explosion)",
+        f"first/last Linear weight-gradient norm within [{t:g}, {1 / t:g}] {_every(cfg)}", ok,
+        _first_last_text(cfg, nets, act))
+
+
+def _first_last(cfg: Config, nets: dict[str, Any], act: str) -> dict[tuple[str, int], np.ndarray]:
+    """Per (init|trained, depth): each seed's first/last weight-gradient ratio."""
+    return {(when, d): floats(nets[act][str(d)][f"ratio_{when}"]) for when in ("init", "trained")
+            for d in cfg.depths}
+
+
+def _first_last_text(cfg: Config, nets: dict[str, Any], act: str) -> str:
+    ratios = _first_last(cfg, nets, act)
+    return "; ".join(f"{'init' if w == 'init' else f'after {cfg.steps} steps'} "
+                     + ", ".join(f"L={d} {decades(log_summary(ratios[(w, d)]))}" for d in cfg.depths)
+                     for w in ("init", "trained"))
+
+
+def _every(cfg: Config) -> str:
+    return f"in every seed and depth, at init and after {cfg.steps} SGD steps"
 
 def _g(v) -> str:
     return "n/a" if v is None or not math.isfinite(v) else f"{v:.2g}"

@@ -14,12 +14,19 @@ COLOURS = {"sigmoid": "tab:red", "tanh": "tab:orange", "relu": "tab:green", "rel
 
 
 def figures(results: dict[str, Any]) -> dict[str, Any]:
+    """``{name: Figure}``, one per figure, drawn from ``results`` (as saved in results.json)."""
+    return {"vanishing_sigmoid": _fig_sigmoid(results), "vanishing_factors": _fig_factors(results),
+            "vanishing_layers": _fig_layers(results), "vanishing_ratio": _fig_ratio(results)}
 
+
+def _setup(results: dict[str, Any]) -> tuple[dict, dict, list[int], list[str]]:
     cfg, data = results["config"], results["data"]
-    depths, acts = [int(d) for d in cfg["depths"]], list(cfg["activations"])
-    figs = {}
+    return cfg, data, [int(d) for d in cfg["depths"]], list(cfg["activations"])
 
-    # 1. σ and σ'; the product over L layers: measured, σ' bound alone, bound with the weights
+
+def _fig_sigmoid(results: dict[str, Any]):
+    """σ and σ'; the product over L layers: measured, σ' bound alone, bound with the weights."""
+    cfg, data, depths, acts = _setup(results)
     sig, ex = data["sigmoid"], data["example"]
     fig, (a, b) = subplots(1, 2, figsize=(11, 4))
     a.plot(sig["x"], sig["sigmoid"], label="σ(x)")
@@ -50,9 +57,12 @@ def figures(results: dict[str, Any]) -> dict[str, Any]:
           title="product over L layers (geometric mean over seeds, 95% CI)")
     b.legend(fontsize=7)
     fig.tight_layout()
-    figs["vanishing_sigmoid"] = fig
+    return fig
 
-    # 2. the per-layer backward factor and what it is made of, deepest net, mean over seeds
+
+def _fig_factors(results: dict[str, Any]):
+    """The per-layer backward factor and what it is made of, deepest net, mean over seeds."""
+    cfg, data, depths, acts = _setup(results)
     d = max(depths)
     fig, axes = subplots(1, len(acts), figsize=(4.2 * len(acts), 3.8), squeeze=False)
     for ax, act in zip(axes[0], acts):
@@ -76,9 +86,12 @@ def figures(results: dict[str, Any]) -> dict[str, Any]:
     axes[0][0].set_ylabel("backward factor at init")
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
-    figs["vanishing_factors"] = fig
+    return fig
 
-    # 3. per-layer weight-gradient norms
+
+def _fig_layers(results: dict[str, Any]):
+    """Per-layer weight-gradient norms, at init and after training, per depth."""
+    cfg, data, depths, acts = _setup(results)
     fig, axes = subplots(2, len(depths), figsize=(4 * len(depths), 7), squeeze=False)
     for col, d in enumerate(depths):
         for row, when in enumerate(("init", "trained")):
@@ -93,9 +106,12 @@ def figures(results: dict[str, Any]) -> dict[str, Any]:
                 ax.set_ylabel("‖∂L/∂W_l‖ (geo. mean over seeds)")
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
-    figs["vanishing_layers"] = fig
+    return fig
 
-    # 4. first/last weight-gradient ratio over depth, with the criteria's band
+
+def _fig_ratio(results: dict[str, Any]):
+    """First/last weight-gradient ratio over depth, with the criteria's band."""
+    cfg, data, depths, acts = _setup(results)
     t = cfg["threshold"]
     fig, axes = subplots(1, 2, figsize=(10, 3.8), sharey=True)
     for ax, when in zip(axes, ("init", "trained")):
@@ -111,9 +127,7 @@ def figures(results: dict[str, Any]) -> dict[str, Any]:
     axes[0].set_ylabel(f"ratio (geo. mean, 95% CI, {cfg['seeds']} seeds)")
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    figs["vanishing_ratio"] = fig
-    return figs
-
+    return fig
 
 def _log_err(stats: list[dict]) -> np.ndarray:
     """Error bars of geometric means from their log10 95% half-widths (0 without one)."""

@@ -58,19 +58,19 @@ on the input) is a :class:`~reslab.errors.ReslabError` with one line saying why.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from reslab.errors import ReslabError
+from reslab.probes._forward import _first_tensor, _forward, _forward_shape, _loss, _untouched
 from reslab.probes.grad_norms import param_grad_norms
-from reslab.probes.shattering import (ACTIVATIONS, BATCHNORMS, activation_activity, autocorrelation, brown_noise,
-                                      check_float_input, grid_batch_stats, white_noise)
+from reslab.probes.path import _noise_lag1, _selector, path_points, shattering  # noqa: F401  (part 2, re-exported)
+from reslab.probes.shattering import (ACTIVATIONS, BATCHNORMS, activation_activity, autocorrelation,  # noqa: F401
+                                      brown_noise, check_float_input, grid_batch_stats, white_noise)
 
 VANISH_BELOW = 1e-2     # first/last gradient ratio below this: vanishing
 EXPLODE_ABOVE = 1e2     # first/last gradient ratio above this: exploding
@@ -104,56 +104,6 @@ class ProbeReport:
         return getattr(self, key)
 
 
-# ---------------------------------------------------------------- preserving the model
-
-@contextlib.contextmanager
-def _untouched(model: nn.Module):
-    """Restore train/eval flags, parameter grads, buffers and the RNG state afterwards."""
-    modes = {m: m.training for m in model.modules()}
-    grads = {p: p.grad for p in model.parameters()}
-    buffers = {b: b.detach().clone() for b in model.buffers()}
-    with torch.random.fork_rng(devices=[]):
-        try:
-            yield
-        finally:
-            for m, mode in modes.items():
-                m.training = mode
-            for p, g in grads.items():
-                p.grad = g
-            with torch.no_grad():
-                for b, v in buffers.items():
-                    b.copy_(v)
-
-
-def _first_tensor(out) -> torch.Tensor | None:
-    if isinstance(out, torch.Tensor):
-        return out
-    if isinstance(out, (tuple, list)):
-        for o in out:
-            if isinstance(o, torch.Tensor):
-                return o
-    return None
-
-
-def _forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    try:
-        out = model(x)
-    except ReslabError:
-        raise
-    except Exception as err:  # the user's model refused the input: one line, not a traceback
-        msg = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise ReslabError(f"the model failed on inputs of shape {tuple(x.shape)}: "
-                          f"{type(err).__name__}: {msg}") from None
-    if not isinstance(out, torch.Tensor):
-        raise ReslabError(f"the model returned a {type(out).__name__}, not a tensor; "
-                          "the probe needs a model that returns one tensor")
-    if not out.is_floating_point():
-        raise ReslabError(f"the model's output is {out.dtype}, not floating point: nothing to differentiate")
-    if out.dim() == 0 or out.shape[0] != x.shape[0]:
-        raise ReslabError(f"the model's output {tuple(out.shape)} has no batch axis of size {x.shape[0]}")
-    return out
-
-
 # ---------------------------------------------------------------- 1. gradient norms
 
 def _ratio(a: float, b: float) -> float:
@@ -174,29 +124,6 @@ def _flag(ratio: float, finite: bool) -> str:
     return "ok"
 
 
-def _loss(out: torch.Tensor, targets: torch.Tensor | None, seed: int) -> tuple[torch.Tensor, str]:
-    if targets is not None:
-        targets = targets.to(out.device)
-        if not targets.is_floating_point():
-            if out.dim() < 2 or out.shape[1] < 2:
-                raise ReslabError(f"integer targets need class scores (N, C>1); the output is {tuple(out.shape)}")
-            if targets.shape != (out.shape[0],) + tuple(out.shape[2:]):
-                raise ReslabError(f"targets of shape {tuple(targets.shape)} do not match output {tuple(out.shape)}")
-            if targets.min() < 0 or targets.max() >= out.shape[1]:
-                raise ReslabError(f"targets must be class indices in 0..{out.shape[1] - 1}")
-            return F.cross_entropy(out, targets), "cross-entropy against the targets"
-        if targets.shape != out.shape:
-            raise ReslabError(f"float targets of shape {tuple(targets.shape)} do not match output {tuple(out.shape)}")
-        return F.mse_loss(out, targets), "mean squared error against the targets"
-    if out.dim() == 2 and out.shape[1] > 1:
-        g = torch.Generator().manual_seed(seed)
-        labels = torch.randint(out.shape[1], (out.shape[0],), generator=g).to(out.device)
-        return F.cross_entropy(out, labels), "cross-entropy against random labels (no targets given)"
-    g = torch.Generator().manual_seed(seed)
-    noise = torch.randn(out.shape, generator=g, dtype=out.dtype).to(out.device)
-    return F.mse_loss(out, noise), "mean squared error against random normal targets (no targets given)"
-
-
 def gradient_norms(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | None = None,
                    seed: int = 0) -> dict[str, Any]:
     """Part 1 of :func:`probe`: ``{"params": {...}, "outputs": {...}, "loss": ..., "flag": ...}``.
@@ -205,6 +132,30 @@ def gradient_norms(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor
     owners = [m for m in model.modules() if any(True for _ in m.parameters(recurse=False))]
     if not owners:
         raise ReslabError("the model has no parameters")
+    calls, out_sq, loss, loss_name, finite_loss = _backward(model, owners, inputs, targets, seed)
+    try:
+        norms = param_grad_norms(model)
+        per_param = param_grad_norms(model, by="parameter")
+    except ReslabError:
+        raise ReslabError("no parameter received a gradient: "
+                          "the model's output does not depend on its parameters") from None
+    key = _forward_order(model, calls)
+    params = _param_series(model, names, key, norms, finite_loss)
+    params["by_parameter"] = per_param
+    outputs = _output_series(names, key, out_sq, finite_loss)
+    flags = {params["flag"], outputs["flag"]} - {"ok", "no gradient"}
+    return {
+        "loss": loss_name, "loss_value": float(loss.detach()),
+        "params": params, "outputs": outputs, "flag": "+".join(sorted(flags)) or "ok",
+        "thresholds": {"vanishing_below": VANISH_BELOW, "exploding_above": EXPLODE_ABOVE},
+    }
+
+
+def _backward(model: nn.Module, owners: list[nn.Module], inputs: torch.Tensor, targets: torch.Tensor | None,
+              seed: int) -> tuple[dict[nn.Module, int], dict[nn.Module, torch.Tensor], torch.Tensor, str, bool]:
+    """One training-mode forward and backward of the loss, with hooks on the parameters'
+    owners: ``(call order, sum of squares of dL/dh at each owner's output, loss, its name,
+    whether it is finite)``."""
     calls: dict[nn.Module, int] = {}
     out_sq: dict[nn.Module, torch.Tensor] = {}
 
@@ -230,14 +181,12 @@ def gradient_norms(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor
     finally:
         for h in handles:
             h.remove()
-    try:
-        norms = param_grad_norms(model)
-        per_param = param_grad_norms(model, by="parameter")
-    except ReslabError:
-        raise ReslabError("no parameter received a gradient: "
-                          "the model's output does not depend on its parameters") from None
+    return calls, out_sq, loss, loss_name, finite_loss
 
-    # forward order: first call; a module never called sits right after its nearest called ancestor
+
+def _forward_order(model: nn.Module, calls: dict[nn.Module, int]) -> Callable[[nn.Module], tuple[int, int]]:
+    """Sort key for forward order: first call; a module never called sits right after its
+    nearest called ancestor."""
     parent = {}
     for n, m in model.named_modules():
         for cn, c in m.named_children():
@@ -250,158 +199,41 @@ def gradient_norms(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor
             a = parent[a]
         return (calls.get(a, len(reg)), reg[m])
 
+    return key
+
+
+def _param_series(model: nn.Module, names: dict[nn.Module, str], key: Callable, norms: dict[str, float],
+                  finite_loss: bool) -> dict[str, Any]:
+    """The parameter-gradient series in forward order; first and last among the groups that
+    hold a weight matrix or kernel."""
     by_name = {n or ROOT: m for n, m in model.named_modules()}
     order = sorted((by_name[n or ROOT] for n in norms), key=key)
     params = {names[m]: norms[_raw(names[m])] for m in order}
     weighted = [names[m] for m in order if any(p.dim() >= 2 for p in m.parameters(recurse=False))] or list(params)
-    p_first, p_last = params[weighted[0]], params[weighted[-1]]
-    p_finite = finite_loss and all(math.isfinite(v) for v in params.values())
-    p_ratio = _ratio(p_first, p_last)
+    finite = finite_loss and all(math.isfinite(v) for v in params.values())
+    ratio = _ratio(params[weighted[0]], params[weighted[-1]])
+    return {"norms": params, "first": weighted[0], "last": weighted[-1], "first_over_last": ratio,
+            "flag": _flag(ratio, finite)}
 
-    outs_order = sorted(out_sq, key=key)
-    outputs = {names[m]: float(out_sq[m].sqrt()) for m in outs_order}
-    o_finite = finite_loss and all(math.isfinite(v) for v in outputs.values())
-    o_ratio = _ratio(outputs[names[outs_order[0]]], outputs[names[outs_order[-1]]]) if outputs else math.nan
-    flags = {_flag(p_ratio, p_finite), _flag(o_ratio, o_finite) if outputs else "ok"}
-    flags.discard("ok")
-    flags.discard("no gradient")
-    flag = "+".join(sorted(flags)) or "ok"
-    return {
-        "loss": loss_name, "loss_value": float(loss.detach()),
-        "params": {"norms": params, "first": weighted[0], "last": weighted[-1], "first_over_last": p_ratio,
-                   "flag": _flag(p_ratio, p_finite), "by_parameter": per_param},
-        "outputs": {"norms": outputs, "first": names[outs_order[0]] if outputs else None,
-                    "last": names[outs_order[-1]] if outputs else None, "first_over_last": o_ratio,
-                    "flag": _flag(o_ratio, o_finite) if outputs else "no gradient"},
-        "flag": flag,
-        "thresholds": {"vanishing_below": VANISH_BELOW, "exploding_above": EXPLODE_ABOVE},
-    }
+
+def _output_series(names: dict[nn.Module, str], key: Callable, out_sq: dict[nn.Module, torch.Tensor],
+                   finite_loss: bool) -> dict[str, Any]:
+    """The backpropagated-gradient series ``||dL/dh||`` at the owners' outputs, in forward order."""
+    order = sorted(out_sq, key=key)
+    outputs = {names[m]: float(out_sq[m].sqrt()) for m in order}
+    finite = finite_loss and all(math.isfinite(v) for v in outputs.values())
+    ratio = _ratio(outputs[names[order[0]]], outputs[names[order[-1]]]) if outputs else math.nan
+    return {"norms": outputs, "first": names[order[0]] if outputs else None,
+            "last": names[order[-1]] if outputs else None, "first_over_last": ratio,
+            "flag": _flag(ratio, finite) if outputs else "no gradient"}
 
 
 def _raw(name: str) -> str:
     return "" if name == ROOT else name
 
 
-# ---------------------------------------------------------------- 2. shattering
-
-def path_points(inputs: torch.Tensor, path: str = "line", points: int = 256, radius: float = 2.0,
-                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(points, dx/dt)``: ``points`` inputs along a 1-D path and the path's velocity.
-
-    ``line``: ``x0 + t * radius * s * sqrt(D) * u``, t in [-1, 1], with ``x0 = inputs[0]``,
-    ``u`` a random unit direction, ``s`` the inputs' standard deviation over all entries
-    (1 for a single input) and ``D`` the entries per input: about ``radius`` standard
-    deviations per entry.  ``segment``: ``inputs[0] + t (inputs[1] - inputs[0])``, t in [0, 1].
-    """
-    if points < 4:
-        raise ReslabError(f"the path needs at least 4 points, got {points}")
-    x0 = inputs[0]
-    if path == "line":
-        if not (math.isfinite(radius) and radius > 0):
-            raise ReslabError(f"radius must be a finite number > 0, got {radius}")
-        u = torch.randn(x0.shape, generator=generator, dtype=torch.float64)
-        u = (u / u.norm()).to(x0.dtype).to(x0.device)
-        s = float(inputs.double().std()) if inputs.shape[0] > 1 and inputs.numel() > 1 else 1.0
-        s = s if s > 0 and math.isfinite(s) else 1.0
-        v = 2 * radius * s * math.sqrt(x0.numel()) * u  # d x / d t over t in [0, 1]
-        start = x0 - v / 2
-    elif path == "segment":
-        if inputs.shape[0] < 2:
-            raise ReslabError("path='segment' needs two inputs (inputs[0] and inputs[1])")
-        v = inputs[1] - x0
-        if not bool(v.abs().sum() > 0):
-            raise ReslabError("path='segment' needs two different inputs")
-        start = x0
-    else:
-        raise ReslabError(f"unknown path {path!r}; valid: line, segment")
-    t = torch.linspace(0, 1, points, dtype=x0.dtype, device=x0.device).view([-1] + [1] * x0.dim())
-    return start.unsqueeze(0) + t * v.unsqueeze(0), v
-
-
-def _selector(output, out_at_x0: torch.Tensor, targets: torch.Tensor | None, seed: int = 0):
-    """The ``output=`` of input_gradients and its description."""
-    per_sample_scalar = out_at_x0.dim() <= 1 or out_at_x0[0].numel() == 1
-    if output is None:
-        if per_sample_scalar:
-            return None, "the model's output"
-        if targets is not None:
-            output = "loss"
-        elif out_at_x0.dim() == 2:
-            idx = int(out_at_x0[0].argmax())
-            return idx, f"logit {idx} (the class predicted at inputs[0])"
-        else:
-            g = torch.Generator().manual_seed(seed)
-            r = torch.randn(out_at_x0.shape[1:], generator=g, dtype=out_at_x0.dtype).to(out_at_x0.device)
-            return (lambda out: (out * r).sum()), "a fixed random projection of the output"
-    if output == "loss":
-        if targets is None:
-            raise ReslabError("output='loss' needs targets")
-        t0 = targets[:1]
-        if not t0.is_floating_point():
-            return (lambda out: F.cross_entropy(out, t0.to(out.device).expand(out.shape[0], *t0.shape[1:]),
-                                                reduction="sum"),
-                    "the cross-entropy loss against targets[0]")
-        return (lambda out: F.mse_loss(out, t0.to(out.device).expand_as(out), reduction="sum"),
-                "the squared error against targets[0]")
-    if isinstance(output, bool) or not (isinstance(output, int) or callable(output)):
-        raise ReslabError(f"output must be None, 'loss', a logit index or a function of the output, got {output!r}")
-    if isinstance(output, int):
-        return output, f"logit {output}"
-    return output, getattr(output, "__name__", "a function of the output")
-
-
-def _noise_lag1(kind: str, n: int, samples: int = 200, seed: int = 0) -> float:
-    g = torch.Generator().manual_seed(seed)
-    noise = (white_noise if kind == "white" else brown_noise)(samples, n, g)
-    return float(autocorrelation(noise, 1)[:, 1].mean())
-
-
-def shattering(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | None = None, *, output=None,
-               path: str = "line", points: int = 256, radius: float = 2.0, seed: int = 0,
-               max_lag: int = 32) -> dict[str, Any]:
-    """Part 2 of :func:`probe` (see the module docstring); also returns the path's points
-    under ``"_points"`` for the activity probe (not JSON)."""
-    from reslab.probes.shattering import input_gradients
-
-    g = torch.Generator().manual_seed(seed)
-    pts, velocity = path_points(inputs, path, points, radius, g)
-    with torch.no_grad(), grid_batch_stats(model):
-        out = _forward(model, pts)
-    center = points // 2 if path == "line" else 0
-    sel, what = _selector(output, out[center:center + 1], targets, seed)
-    grads = input_gradients(model, pts, sel)
-    grads = grads.reshape(points, -1).double()
-    deriv = grads @ velocity.reshape(-1).double().to(grads.device)  # d f(x(t)) / dt
-    deriv = deriv.cpu()
-    finite = bool(torch.isfinite(deriv).all())
-    spread = float(deriv.std()) if finite else math.nan
-    scale = float(deriv.abs().mean()) if finite else math.nan
-    linear = finite and spread <= 1e-5 * max(scale, 1e-30)
-    max_lag = min(max_lag, points - 1)
-    if finite and not linear:
-        acf = autocorrelation(deriv, max_lag).tolist()
-        lag1 = acf[1]
-    else:
-        acf, lag1 = None, None
-    gn = grads.norm(dim=1)
-    cos = (grads[1:] * grads[:-1]).sum(1) / (gn[1:] * gn[:-1]).clamp_min(1e-300)
-    white, brown = _noise_lag1("white", points, seed=seed), _noise_lag1("brown", points, seed=seed)
-    if not finite:
-        flag = "non-finite gradient"
-    elif linear:
-        flag = "linear along the path"
-    else:
-        flag = "shattered" if lag1 < (white + brown) / 2 else "ok"
-    return {
-        "of": what, "path": path, "points": points, "radius": radius if path == "line" else None,
-        "derivative": deriv.tolist(), "acf": acf, "lag1": lag1,
-        "neighbour_cosine": float(cos.mean()) if finite else None,
-        "white_noise_lag1": white, "brown_noise_lag1": brown,
-        "flag": flag, "threshold": {"shattered_below": (white + brown) / 2},
-        "_points": pts,
-    }
-
-
+# ---------------------------------------------------------------- 2. shattering: reslab.probes.path
+# ---------------------------------------------------------------- 3. activity: shattering.activation_activity
 # ---------------------------------------------------------------- 4. BN statistics
 
 def batchnorm_stats(model: nn.Module, inputs: torch.Tensor) -> list[dict[str, Any]]:
@@ -484,8 +316,3 @@ def probe(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | None =
         settings={"targets": targets is not None, "path": path, "points": points, "radius": radius, "seed": seed,
                   "bn": "batch statistics of the probed points, held fixed for input-gradients"},
     )
-
-
-def _forward_shape(model: nn.Module, inputs: torch.Tensor) -> torch.Size:
-    with torch.no_grad(), grid_batch_stats(model):
-        return _forward(model, inputs).shape
