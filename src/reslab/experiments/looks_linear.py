@@ -49,7 +49,8 @@ import torch
 
 from reslab.errors import ReslabError
 from reslab.experiments import base, degradation, stats
-from reslab.models.mlp import BLOCKS, mlp
+from reslab.experiments.scalar_grid import check_scalar_grid
+from reslab.models.mlp import mlp
 from reslab.probes.shattering import input_gradients, input_grid, lag1_autocorrelation
 
 NAME = "looks_linear"
@@ -95,14 +96,7 @@ class Config(base.ExperimentConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        object.__setattr__(self, "depths", tuple(int(d) for d in self.depths))
-        if not self.depths or min(self.depths) < 1:
-            raise ReslabError(f"every depth must be >= 1, got {self.depths}")
-        if self.block not in BLOCKS:
-            raise ReslabError(f"unknown block {self.block!r}; valid: {', '.join(BLOCKS)}")
-        if self.width < 1 or self.grid_points < 4 or not self.grid_lo < self.grid_hi:
-            raise ReslabError(f"need width >= 1, grid_points >= 4, grid_lo < grid_hi; got "
-                              f"{self.width}, {self.grid_points}, [{self.grid_lo}, {self.grid_hi}]")
+        check_scalar_grid(self)
         if self.train_iterations < 0 or self.train_seeds < 2 or not 0 < self.about_tol < 1:
             raise ReslabError(f"need train_iterations >= 0, train_seeds >= 2 (intervals), 0 < about_tol < 1; got "
                               f"{self.train_iterations}, {self.train_seeds}, {self.about_tol}")

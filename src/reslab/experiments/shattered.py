@@ -52,6 +52,7 @@ import torch
 
 from reslab.errors import ReslabError
 from reslab.experiments import base, stats
+from reslab.experiments.scalar_grid import check_scalar_grid
 from reslab.models.mlp import BLOCKS, mlp
 from reslab.probes.shattering import (autocorrelation, brown_noise, input_gradients, input_grid, relu_activity,
                                       white_noise)
@@ -97,19 +98,12 @@ class Config(base.ExperimentConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        object.__setattr__(self, "depths", tuple(int(d) for d in self.depths))
+        check_scalar_grid(self)
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
-        if not self.depths or min(self.depths) < 1:
-            raise ReslabError(f"every depth must be >= 1, got {self.depths}")
         if not self.betas or min(self.betas) <= 0:
             raise ReslabError(f"every beta must be > 0, got {self.betas}")
-        if self.block not in BLOCKS:
-            raise ReslabError(f"unknown block {self.block!r}; valid: {', '.join(BLOCKS)}")
         if self.bn not in BN_MODES:
             raise ReslabError(f"unknown bn mode {self.bn!r}; valid: {', '.join(BN_MODES)}")
-        if self.width < 1 or self.grid_points < 4 or not self.grid_lo < self.grid_hi:
-            raise ReslabError(f"need width >= 1, grid_points >= 4, grid_lo < grid_hi; got "
-                              f"{self.width}, {self.grid_points}, [{self.grid_lo}, {self.grid_hi}]")
         if not 1 <= self.max_lag < self.grid_points:
             raise ReslabError(f"max_lag must be in 1..grid_points-1, got {self.max_lag}")
         for name in ("fig1_plain_depth", "fig1_resnet_depth", "activity_depth"):
