@@ -9,7 +9,8 @@ An experiment module ``reslab.experiments.NAME`` defines
 * ``config_for(scale, seeds=None, **overrides) -> Config``, via :func:`config_from_scales`;
 * ``run(cfg, ctx) -> dict``: JSON-serialisable results built with :func:`make_results`;
 * ``judge(cfg, data) -> dict``: the verdict, built with :func:`verdict` from the claim's
-  parts; each part's criterion is fixed in code before the run;
+  parts, its checks and its findings (:mod:`reslab.experiments.verdicts`); each part quotes
+  the sentence it tests and its criterion is fixed in code before the run;
 
 and its figures live in the sibling ``NAME_plots.py`` with ``plot(results, out_dir) ->
 [png paths]``, which reads saved results only.  Registering it is one line in
@@ -40,11 +41,10 @@ from reslab.fileio import atomic_write
 RESULTS_FILE = "results.json"
 Progress = Callable[[str], None]
 
-# The three outcomes of a verdict.
-REPRODUCED = "reproduced"
-PARTLY = "partly reproduced"
-NOT_REPRODUCED = "not reproduced"
-OUTCOMES = (REPRODUCED, PARTLY, NOT_REPRODUCED)
+# Verdicts (parts, checks, findings, outcomes) live in reslab.experiments.verdicts.
+from reslab.experiments.verdicts import (  # noqa: E402,F401  (re-exported: the contract's vocabulary)
+    CONTRADICTED, NOT_JUDGED, NOT_REPRODUCED, NOT_RESOLVED, OUTCOMES, PARTLY, REPRODUCED, cannot_judge, check,
+    finding, outcome, part, verdict, verdict_line)
 
 
 # ---------------------------------------------------------------- config and context
@@ -124,43 +124,6 @@ def torch_threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-# ---------------------------------------------------------------- verdicts
-
-def part(name: str, criterion: str, passed: bool, observed: str) -> dict[str, Any]:
-    """One part of a claim: its criterion (fixed in code before the run), whether the
-    numbers meet it, and the numbers as text."""
-    return {"name": name, "criterion": criterion, "passed": bool(passed), "observed": observed}
-
-
-def outcome(parts: list[dict[str, Any]]) -> str:
-    """All parts pass: reproduced; none: not reproduced; otherwise partly."""
-    if not parts:
-        return NOT_REPRODUCED
-    passed = sum(p["passed"] for p in parts)
-    return REPRODUCED if passed == len(parts) else NOT_REPRODUCED if passed == 0 else PARTLY
-
-
-def verdict(parts: list[dict[str, Any]], summary: str = "", **numbers: Any) -> dict[str, Any]:
-    """A verdict computed from the experiment's own numbers, part by part.  The summary
-    starts by naming the parts that failed."""
-    result = outcome(parts)
-    failed = [p["name"] for p in parts if not p["passed"]]
-    lead = "" if result == REPRODUCED else ("Not shown: " + "; ".join(failed) + ". ") if failed else ""
-    return {"outcome": result, "reproduced": result == REPRODUCED, "parts": parts,
-            "summary": (lead + summary).strip(), "numbers": numbers}
-
-
-def cannot_judge(reason: str, **numbers: Any) -> dict[str, Any]:
-    """The verdict when the run lacks what a criterion needs: not reproduced, saying why."""
-    return verdict([part("the run can be judged", "every net or condition the criteria need was run",
-                         False, reason)], reason, **numbers)
-
-
-def verdict_line(results: dict[str, Any]) -> str:
-    v = results["verdict"]
-    return f"[{results['experiment']}] {v['outcome'].upper()}: {v['summary']}"
 
 
 # ---------------------------------------------------------------- results

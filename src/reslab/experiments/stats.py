@@ -50,6 +50,28 @@ def difference(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
     return {"mean": diff, "half": half, "lo": diff - half, "hi": diff + half, "n": (sa["n"], sb["n"])}
 
 
+def paired(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
+    """Mean of the per-seed differences ``a[i] - b[i]`` with a 95% interval (Student's t,
+    ``n - 1`` degrees of freedom), for designs that pair seeds (the same seed gives both nets
+    the same data order).  Also how many seeds went each way."""
+    pairs = [(float(x), float(y)) for x, y in zip(a, b)
+             if x is not None and y is not None and math.isfinite(float(x)) and math.isfinite(float(y))]
+    d = [x - y for x, y in pairs]
+    s = summary(d)
+    return {**s, "method": "paired", "df": s["n"] - 1 if s["n"] > 1 else None, "diffs": d,
+            "positive": sum(x > 0 for x in d), "negative": sum(x < 0 for x in d)}
+
+
+def paired_text(d: dict[str, Any], fmt: str = "+.3f") -> str:
+    """``+0.021 ± 0.017 (paired 95% CI, n=5, df=4; 5 of 5 seeds positive)``."""
+    if d.get("mean") is None:
+        return "n/a"
+    way = f"{d['positive']} of {d['n']} seeds positive"
+    if d.get("half") is None:
+        return f"{d['mean']:{fmt}} (n={d['n']}, no interval; {way})"
+    return f"{d['mean']:{fmt}} ± {d['half']:{fmt.lstrip('+')}} (paired 95% CI, n={d['n']}, df={d['df']}; {way})"
+
+
 def text(s: dict[str, Any], fmt: str = ".3f") -> str:
     """``0.123 ± 0.010 (95% CI, n=3)``, or ``0.123 (n=1, no interval)``."""
     if s.get("mean") is None:
