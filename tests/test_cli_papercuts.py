@@ -72,3 +72,30 @@ def test_data_info_for_a_missing_dataset_points_to_download(tmp_path, monkeypatc
     assert main(["data", "info", "cifar100", "--data-dir", str(tmp_path / "empty")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "reslab data download cifar100" in err
+
+
+def _subparsers(parser, path=()):
+    """Every (sub-)command's parser, depth first: ("",), ("weights",), ("weights", "list"), ..."""
+    import argparse
+
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _subparsers(sub, (*path, name))
+
+
+_COMMANDS = [path for path, _ in _subparsers(build_parser()) if path]
+
+
+@pytest.mark.parametrize("path", _COMMANDS, ids=[" ".join(p) for p in _COMMANDS])
+def test_every_help_exits_0_with_a_description_and_no_double_percent(path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([*path, "--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    assert "%%" not in text, "argparse prints descriptions as written: a '%%' there shows as '%%'"
+    # usage, blank line, then the description paragraph before the argument sections
+    paragraphs = text.split("\n\n")
+    assert len(paragraphs) >= 3 and not paragraphs[1].lstrip().startswith(("positional", "options")), text
+    assert len(paragraphs[1].split()) >= 5, f"`reslab {' '.join(path)} --help` has no description"

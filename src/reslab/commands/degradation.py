@@ -26,6 +26,6 @@ def add_parser(sub) -> None:
         help="the degradation problem: plain-56 trains worse than plain-20, ResNet-56 better than ResNet-20",
         description="Train plain and residual nets of several depths on the same data, budget and seeds; "
                     "judge 'deeper plain nets train worse' and 'deeper ResNets train better' separately, "
-                    "with 95%% confidence intervals over seeds; plot He et al. Fig. 6-style curves.  "
+                    "with 95% confidence intervals over seeds; plot He et al. Fig. 6-style curves.  "
                     "quick: about 7 minutes on 2 CPU cores; medium: the budget near convergence "
                     "(see benchmarks/RESULTS.md); full: CIFAR-10 with the he2016 recipe.")

@@ -10,7 +10,7 @@ from reslab.errors import ReslabError
 
 def add_parser(sub) -> None:
     p = sub.add_parser("plot", help="plot training/validation error against iterations from run directories",
-                       description="Plot error (%%) against iterations from each run's metrics.jsonl, as in He et al. "
+                       description="Plot error (%) against iterations from each run's metrics.jsonl, as in He et al. "
                                    "2016 Figs. 1 and 6: training dashed, validation solid, test (only runs with "
                                    "eval_test=true) dash-dotted. Runs whose config.json differ only by seed are drawn "
                                    "as their mean with a band from the lowest to the highest seed.")
