@@ -99,3 +99,12 @@ def test_every_help_exits_0_with_a_description_and_no_double_percent(path, capsy
     paragraphs = text.split("\n\n")
     assert len(paragraphs) >= 3 and not paragraphs[1].lstrip().startswith(("positional", "options")), text
     assert len(paragraphs[1].split()) >= 5, f"`reslab {' '.join(path)} --help` has no description"
+
+
+def test_dir_lists_the_lazy_api():
+    import reslab
+
+    names = dir(reslab)
+    for name in ("load_model", "train", "probe", "evaluate", "create_model", "list_models", "TrainConfig"):
+        assert name in names
+        assert getattr(reslab, name) is not None

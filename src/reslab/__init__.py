@@ -30,3 +30,7 @@ def __getattr__(name):  # training pulls in more; import it on first use
 
         return probe
     raise AttributeError(f"module 'reslab' has no attribute {name!r}")
+
+
+def __dir__():  # the lazy names above too, so dir(reslab) and tab completion show them
+    return sorted(set(globals()) | set(__all__))
