@@ -85,3 +85,62 @@ def test_cli_plot_bad_input_is_one_line(tmp_path, capsys):
     d = _run(tmp_path, "nolog", None, [{"iteration": 1, "lr": 0.1}])
     with pytest.raises(ReslabError, match="nothing to plot"):
         figure(group_runs([load_run(d)]))
+
+
+def _draw(fig) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")  # mathtext is parsed only here, at draw time
+    return buf.getvalue()
+
+
+def test_a_single_validation_point_is_drawn_with_a_marker(tmp_path):
+    d = _run(tmp_path, "short", {"model": "resnet20"},
+             [{"iteration": 10, "train_error": 0.9}, {"iteration": 20, "train_error": 0.8, "val_error": 0.85}])
+    ax = figure(group_runs([load_run(d)])).axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    val = lines["resnet20: val"]
+    assert len(val.get_xdata()) == 1 and val.get_marker() not in (None, "", "None")
+    assert lines["resnet20: train"].get_marker() in (None, "", "None")  # a dense training curve stays a line
+
+
+def test_title_names_only_what_is_drawn(runs):
+    groups = group_runs([load_run(d) for d in runs])
+    one_seed = [g for g in groups if len(g.runs) == 1 and g.series("test_error") is None]
+    title = figure(one_seed).axes[0].get_title()
+    assert "training (dashed)" in title and "validation (solid)" in title
+    assert "test" not in title and "band" not in title
+    title = figure(groups).axes[0].get_title()
+    assert "test (dash-dot)" in title and "bands" in title
+    title = figure(one_seed, ("val_error", "test_error")).axes[0].get_title()
+    assert title == "validation (solid)"
+
+
+def test_dollar_signs_from_files_do_not_crash_or_become_math(tmp_path):
+    a = _run(tmp_path, "a", {"model": "resnet20", "note": r"$\frac{$"}, _rows(0.0))
+    b = _run(tmp_path, "b", {"model": "resnet20", "note": "$x$"}, _rows(0.1))
+    fig = figure(group_runs([load_run(a), load_run(b)]))
+    assert _draw(fig)[:4] == b"\x89PNG"
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert any(r"\$\frac{\$" in lab for lab in labels), labels  # escaped: drawn as the literal text
+
+
+def test_default_output_is_not_replaced_without_overwrite(runs, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["plot", str(runs[0])]) == 0
+    first = (tmp_path / "curves.png").read_bytes()
+    assert main(["plot", str(runs[2])]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "curves.png" in err and "--overwrite" in err and "--out" in err
+    assert (tmp_path / "curves.png").read_bytes() == first
+    assert main(["plot", str(runs[2]), "--overwrite"]) == 0
+    assert (tmp_path / "curves.png").read_bytes() != first
+    assert main(["plot", str(runs[0]), "--out", "curves.png"]) == 0  # a file named with --out is replaced
+
+
+def test_cli_plot_with_a_broken_mathtext_label_writes_a_png(tmp_path):
+    d = _run(tmp_path, "m", {"model": r"$\frac{$"}, _rows(0.0))
+    png = tmp_path / "m.png"
+    assert main(["plot", str(d), "--out", str(png)]) == 0
+    assert png.read_bytes()[:4] == b"\x89PNG"

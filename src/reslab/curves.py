@@ -106,11 +106,24 @@ def group_runs(runs: list[Run]) -> list[Group]:
     return gs
 
 
+def _plain(text: str) -> str:
+    """Text from a file (config values, directory names) shown as written: matplotlib reads
+    ``$...$`` as mathtext and fails on a broken one (``$\\frac{$``) at draw time."""
+    return text.replace("$", r"\$")
+
+
+STYLE_NAMES = {"--": "dashed", "-": "solid", "-.": "dash-dot"}
+
+
 def figure(groups: list[Group], metrics: tuple[str, ...] = ("train_error", "val_error", "test_error")):
+    """Error (%) against iterations.  Validation and test errors are evaluations at a few
+    iterations, so they carry a marker at each point; so does any series of fewer than two
+    points, which a line alone would not show.  The title names only what is drawn."""
     from reslab.experiments.figures import subplots
 
     fig, ax = subplots(1, 1, figsize=(7.5, 4.8))
-    drawn = 0
+    drawn: dict[str, str] = {}  # metric -> line style, in drawing order
+    bands = False
     for i, g in enumerate(groups):
         color = f"C{i % 10}"
         for metric in metrics:
@@ -119,16 +132,20 @@ def figure(groups: list[Group], metrics: tuple[str, ...] = ("train_error", "val_
                 continue
             its, mean, lo, hi = s
             name, ls, lw = METRICS[metric]
-            ax.plot(its, [100 * v for v in mean], ls=ls, lw=lw, color=color, label=f"{g.label}: {name}")
-            if len(g.runs) > 1:
+            marker = "o" if metric != "train_error" or len(its) < 2 else None
+            ax.plot(its, [100 * v for v in mean], ls=ls, lw=lw, color=color, marker=marker, ms=3.5,
+                    label=f"{_plain(g.label)}: {name}")
+            if len(g.runs) > 1 and len(its) > 1:
                 ax.fill_between(its, [100 * v for v in lo], [100 * v for v in hi], color=color, alpha=0.15, lw=0)
-            drawn += 1
+                bands = True
+            drawn.setdefault(metric, ls)
     if not drawn:
         raise ReslabError("no run logged train_error, val_error or test_error: nothing to plot")
     ax.set_xlabel("iterations")
     ax.set_ylabel("error (%)")
-    ax.set_title("training (dashed), validation (solid)" + (", test (dash-dot)" if "test_error" in metrics else "")
-                 + "; bands: range over seeds", fontsize=9)
+    words = {"train_error": "training", "val_error": "validation", "test_error": "test"}
+    ax.set_title(", ".join(f"{words[m]} ({STYLE_NAMES[ls]})" for m, ls in drawn.items())
+                 + ("; bands: range over seeds" if bands else ""), fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()

@@ -7,32 +7,44 @@ from pathlib import Path
 
 from reslab.errors import ReslabError
 
+DEFAULT_OUT = "curves.png"
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("plot", help="plot training/validation error against iterations from run directories",
                        description="Plot error (%) against iterations from each run's metrics.jsonl, as in He et al. "
                                    "2016 Figs. 1 and 6: training dashed, validation solid, test (only runs with "
                                    "eval_test=true) dash-dotted. Runs whose config.json differ only by seed are drawn "
-                                   "as their mean with a band from the lowest to the highest seed.")
+                                   "as their mean with a band from the lowest to the highest seed. Without --out the figure goes to curves.png, "
+                                   "and an existing curves.png is kept unless --overwrite is given.")
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories written by `reslab train`")
-    p.add_argument("--out", default="curves.png", help="the PNG to write (default: curves.png)")
+    p.add_argument("--out", default=None,
+                   help="the PNG to write, replaced if it exists (default: curves.png, which is never replaced "
+                        "without --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing curves.png when --out is not given")
     p.add_argument("--html", default=None, metavar="FILE", help="also write a self-contained HTML page")
     p.add_argument("--no-train", action="store_true", help="leave the training error out")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from reslab import curves
-    from reslab.experiments.figures import save_figure
+    import io
 
-    out = Path(args.out)
+    from reslab import curves
+    from reslab.fileio import atomic_write
+
+    out = Path(args.out or DEFAULT_OUT)
     if out.suffix.lower() != ".png":
         raise ReslabError(f"--out must name a .png file, got {out}")
+    if args.out is None and out.exists() and not args.overwrite:
+        raise ReslabError(f"{out} already exists (from an earlier `reslab plot`?); name another file with --out, "
+                          "or replace it with --overwrite")
     groups = curves.group_runs([curves.load_run(d) for d in args.runs])
     metrics = ("val_error", "test_error") if args.no_train else ("train_error", "val_error", "test_error")
-    fig = curves.figure(groups, metrics)
+    buf = io.BytesIO()  # drawn in full before anything is written: a failed draw leaves no half file
+    curves.figure(groups, metrics).savefig(buf, format="png", dpi=110)
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_figure(fig, out)
+    atomic_write(out, buf.getvalue())
     print(f"{len(args.runs)} run(s), {len(groups)} setting(s): {out}")
     if args.html:
         print(f"page: {curves.write_html(groups, out, args.html)}")
