@@ -75,6 +75,12 @@ def _text(x) -> str | None:
     return x if isinstance(x, str) else None
 
 
+def _flag(x) -> bool:
+    """A dtype flag as numpy pickled it: numpy 1.x wrote ``dtype('u1', 0, 1)`` with ints (the
+    real CIFAR batches, 2009), later numpy writes bools.  Nothing else."""
+    return type(x) in (bool, int) and x in (0, 1)
+
+
 class _Dtype:
     """What pickle's ``numpy.dtype(spec, align, copy)`` + BUILD(state) makes: only plain
     numeric element types, and a state that can only say which byte order."""
@@ -83,8 +89,7 @@ class _Dtype:
 
     def __init__(self, spec, align=False, copy=False):
         name = _text(spec)
-        if name is None or name.lstrip("<>|=") not in _DTYPES or not isinstance(align, bool) \
-                or not isinstance(copy, bool):
+        if name is None or name.lstrip("<>|=") not in _DTYPES or not _flag(align) or not _flag(copy):
             raise DataFormatError(f"pickle builds numpy dtype {str(name or spec)[:20]!r}; a CIFAR batch holds only "
                                   "numeric arrays")
         self.dtype = np.dtype(name)
