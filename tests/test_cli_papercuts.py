@@ -108,3 +108,38 @@ def test_dir_lists_the_lazy_api():
     for name in ("load_model", "train", "probe", "evaluate", "create_model", "list_models", "TrainConfig"):
         assert name in names
         assert getattr(reslab, name) is not None
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("eval") / "run"
+    assert main(["train", "--model", "resnet20", "--dataset", "synthetic", "--iterations", "2", "--out", str(run),
+                 "--set", "width=0.25", "--quiet"]) == 0
+    return run
+
+
+def test_eval_labels_the_per_class_column(tiny_run, capsys):
+    assert main(["eval", str(tiny_run)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "error" in lines[0]
+    head = lines[1].split()
+    assert head == ["class", "images", "error"], lines[1]
+    rows = [ln.split() for ln in lines[2:12]]
+    assert len(rows) == 10 and all(0 <= float(r[-1]) <= 1 for r in rows)
+    assert sum(int(r[1]) for r in rows) == int(lines[0].split("(")[1].split()[0])  # images add up to the split
+
+
+def test_eval_does_not_write_into_a_run_a_trainer_holds(tiny_run, capsys):
+    from reslab.training import rundir
+
+    for f in tiny_run.glob("eval_*"):
+        f.unlink()
+    held = rundir.claim(tiny_run, resume=True)  # what a live `reslab train --resume` holds
+    try:
+        assert main(["eval", str(tiny_run)]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "another reslab run" in err
+        assert not list(tiny_run.glob("eval_*"))
+    finally:
+        held.release()
+    assert main(["eval", str(tiny_run)]) == 0 and (tiny_run / "eval_val.json").is_file()

@@ -258,3 +258,46 @@ def test_cli_probe_and_plot_a_real_run_directory(tmp_path, capsys):
     assert res["output_shape"][1] == 10 and res["gradients"]["params"]["first"] == "stem.conv"
     assert main(["plot", str(run), "--out", str(tmp_path / "c.png")]) == 0
     assert (tmp_path / "c.png").is_file()
+
+
+def _fashion_mnist_weights(tmp_path):
+    """A reslab .safetensors of a Fashion-MNIST ResNet-20 (1 x 28 x 28 inputs), as the trainer writes it."""
+    from reslab.training import TrainConfig
+    from reslab.training.checkpoint import export_safetensors
+
+    cfg = TrainConfig(model="resnet20", dataset="fashion-mnist")
+    net = create_model("resnet20", num_classes=10, in_channels=1)
+    return export_safetensors(net, tmp_path / "fm.safetensors", metadata={"config": json.dumps(cfg.to_dict())})
+
+
+def test_cli_probe_takes_the_input_shape_from_the_runs_dataset(tmp_path, capsys):
+    weights = _fashion_mnist_weights(tmp_path)
+    assert main(["probe", str(weights), "--batch", "4", "--points", "16", "--out", str(tmp_path / "p"),
+                 "--no-figure"]) == 0
+    assert json.loads((tmp_path / "p" / "results.json").read_text())["input_shape"] == [4, 1, 28, 28]
+
+
+def test_cli_probe_refuses_a_folder_it_did_not_write(tmp_path, capsys):
+    args = ["probe", "mlp", "--depth", "2", "--batch", "4", "--points", "16", "--no-figure", "--out"]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "results.json").write_text("my own results")
+    assert main([*args, str(mine)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "not written by `reslab probe`" in err and "--overwrite" in err
+    assert (mine / "results.json").read_text() == "my own results"
+    probed = tmp_path / "probed"
+    assert main([*args, str(probed)]) == 0 and main([*args, str(probed)]) == 0  # its own output: rewritten
+    assert main([*args, str(mine), "--overwrite"]) == 0
+    assert json.loads((mine / "results.json").read_text())["model"] == "mlp"
+
+
+@pytest.mark.parametrize("where", ["import", "call"])
+def test_cli_probe_factory_that_calls_sys_exit_is_an_error(tmp_path, capsys, where):
+    f = tmp_path / "quitter.py"
+    body = "import sys\nsys.exit(0)\n" if where == "import" else "import sys\ndef build():\n    sys.exit(0)\n"
+    f.write_text(body + ("def build():\n    pass\n" if where == "import" else ""))
+    assert main(["probe", f"{f}:build", "--input-size", "4", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "sys.exit(0)" in err
+    assert not (tmp_path / "o" / "report.html").exists()

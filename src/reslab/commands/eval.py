@@ -1,12 +1,14 @@
-"""``reslab eval WEIGHTS``: error, loss, per-class accuracy, confusion matrix."""
+"""``reslab eval WEIGHTS``: error, loss, per-class error, confusion matrix."""
 
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
 from pathlib import Path
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("eval", help="evaluate a run, checkpoint or weights file (error, per-class accuracy, confusion)",
+    p = sub.add_parser("eval", help="evaluate a run, checkpoint or weights file (error, per-class error, confusion)",
                        description="Evaluate weights on a dataset split. WEIGHTS is a run directory (its best, else "
                                    "latest, checkpoint, else model.safetensors), a reslab .pt checkpoint, a "
                                    ".safetensors file (the trainer's, or one written by `reslab weights import`), "
@@ -22,25 +24,53 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _out_dir(args) -> Path:
+    given = Path(args.path)
+    if args.out:
+        return Path(args.out)
+    if given.is_dir():
+        return given  # the run directory
+    if given.is_file():
+        return given.parent.parent if given.parent.name == "checkpoints" else given.parent
+    return Path("eval-" + str(args.path).replace(":", "-"))  # SOURCE:MODEL
+
+
+@contextmanager
+def _hold_if_run(out: Path):
+    """A run directory is written by one process at a time: hold its lock (the trainer's,
+    :mod:`reslab.training.rundir`) while evaluating into it, refused with one line while a
+    run holds it."""
+    from reslab.training import rundir
+
+    if not any((out / m).exists() for m in rundir.RUN_MARKERS):
+        yield
+        return
+    fd = rundir._acquire(out)
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+def per_class_lines(result: dict) -> list[str]:
+    """A labelled table: class, its images in the split, its error (the headline's measure)."""
+    counts = [sum(row) for row in result["confusion"]]
+    lines = [f"  {'class':<14} {'images':>6}  error"]
+    lines += [f"  {name:<14} {n:>6}  {1 - acc:.4f}"
+              for name, n, acc in zip(result["class_names"], counts, result["per_class_accuracy"])]
+    return lines
+
+
 def run(args) -> int:
     from reslab.training.eval_run import evaluate, write_report
 
-    result = evaluate(args.path, args.split, device=args.device, data_dir=args.data_dir)
-    given = Path(args.path)
-    if args.out:
-        out = Path(args.out)
-    elif given.is_dir():
-        out = given  # the run directory
-    elif given.is_file():
-        ckpt = given
-        out = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
-    else:  # SOURCE:MODEL
-        out = Path("eval-" + str(args.path).replace(":", "-"))
-    js, png = write_report(result, out)
+    out = _out_dir(args)
+    with _hold_if_run(out):
+        result = evaluate(args.path, args.split, device=args.device, data_dir=args.data_dir)
+        js, png = write_report(result, out)
     when = f"iteration {result['iteration']}" if result.get("iteration") is not None else f"weights: {result['source']}"
     print(f"{result['model']} on {result['dataset']} {result['split']} ({result['n']} images, {when}): "
           f"error {result['error']:.4f}, loss {result['loss']:.4f}")
-    for name, acc in zip(result["class_names"], result["per_class_accuracy"]):
-        print(f"  {name:<14} {acc:.4f}")
+    print("\n".join(per_class_lines(result)))
     print(f"wrote {js} and {png}")
     return 0

@@ -5,7 +5,7 @@ reslab run directory / ``.pt`` / ``.safetensors`` file / ``SOURCE:MODEL`` (read 
 :func:`reslab.load_model`, which runs no code from the file), or ``path/to/file.py:factory``:
 that file is imported and ``factory()`` called to build the model, which **runs the
 user's code** with the user's permissions.  Inputs are random N(0, 1) tensors of
-``--input-size`` (seeded).  See :mod:`reslab.probes.health` for what is measured.
+``--input-size`` (seeded; for trained weights, default: one image of their dataset).  See :mod:`reslab.probes.health` for what is measured.
 """
 
 from __future__ import annotations
@@ -45,7 +45,12 @@ def add_parser(sub) -> None:
     p.add_argument("--radius", type=float, default=2.0, help="half-length of the line, in input std units (default: 2)")
     p.add_argument("--seed", type=int, default=0, help="seed of the model's init, inputs and path (default: 0)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: unchanged)")
-    p.add_argument("--out", default="reslab-probe", help="output directory (default: reslab-probe)")
+    p.add_argument("--out", default="reslab-probe",
+                   help="output directory (default: reslab-probe); a non-empty folder that an earlier probe did not "
+                        "write is refused unless --overwrite")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into a non-empty --out that is not a probe's output (its results.json, report.md, "
+                        "report.html and probe.png are replaced)")
     p.add_argument("--no-figure", action="store_true", help="skip probe.png (and the figure in report.html)")
     p.set_defaults(func=run)
 
@@ -64,6 +69,8 @@ def load_factory(spec: str):
     sys.path.insert(0, str(path.parent.resolve()))
     try:
         module_spec.loader.exec_module(module)
+    except SystemExit as err:  # sys.exit() in user code must not end `reslab probe` as if it had succeeded
+        raise ReslabError(f"{path}: importing it called sys.exit({err.code!r}); no model, no report") from None
     except Exception as err:
         raise ReslabError(f"{path}: importing it failed: {type(err).__name__}: {err}") from None
     finally:
@@ -73,8 +80,20 @@ def load_factory(spec: str):
         raise ReslabError(f"{path}: has no callable {m['factory']!r}")
     try:
         return factory()
+    except SystemExit as err:
+        raise ReslabError(f"{spec}: calling it called sys.exit({err.code!r}); no model, no report") from None
     except Exception as err:
         raise ReslabError(f"{spec}: calling it failed: {type(err).__name__}: {err}") from None
+
+
+def _trained_input_size(loaded) -> tuple[int, ...]:
+    """One input of the dataset the weights were trained on (Fashion-MNIST: 1 x 28 x 28)."""
+    from reslab.data import get_info
+
+    try:
+        return tuple(get_info(loaded.card.dataset).shape)
+    except (KeyError, ReslabError):  # a dataset this reslab does not know: the model's channels, CIFAR's size
+        return (int(loaded.arch.get("in_channels", 3)), 32, 32)
 
 
 def build_source(args):
@@ -97,9 +116,7 @@ def build_source(args):
         from reslab import load_model
 
         loaded = load_model(src)
-        if size is None:
-            size = (int(loaded.arch.get("in_channels", 3)), 32, 32)
-        return loaded.model, size, src
+        return loaded.model, size or _trained_input_size(loaded), src
     from reslab.models import create_model, model_family
     from reslab.models.summary import DEFAULT_INPUT
 
@@ -150,6 +167,7 @@ def run(args) -> int:
             output = int(output)
         except ValueError:
             raise ReslabError(f"--output must be a logit index or 'loss', got {output!r}") from None
+    probe_report.check_out(args.out, overwrite=args.overwrite)  # before any user code runs
     with torch_threads(args.threads):
         torch.manual_seed(args.seed)
         model, size, name = build_source(args)
@@ -170,7 +188,7 @@ def run(args) -> int:
             targets = torch.randint(out.shape[1], (args.batch,), generator=g)
         rep = probe(model, x, targets, output=output, path=args.path, points=args.points, radius=args.radius,
                     seed=args.seed, name=name)
-        paths = probe_report.write(rep, args.out, figures=not args.no_figure)
+        paths = probe_report.write(rep, args.out, figures=not args.no_figure, overwrite=args.overwrite)
     print(f"[probe] {name}: " + ("no problem flagged" if rep.healthy else "; ".join(rep.findings)))
     print(f"report: {paths['html']}")
     return 0

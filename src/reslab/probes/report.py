@@ -15,12 +15,16 @@ import math
 from pathlib import Path
 from typing import Any
 
+from reslab.errors import ReslabError
 from reslab.experiments.base import _jsonable, conditions
 from reslab.fileio import atomic_write
 from reslab.experiments.figures import save_figure, subplots
 from reslab.report.build import _CSS, _table
 
 FIGURE = "probe.png"
+# Left in every folder a probe writes: such a folder is a probe's output and may be rewritten.
+MARKER = ".reslab-probe"
+OUTPUTS = ("results.json", "report.md", "report.html", FIGURE, MARKER)
 
 
 def _num(v: Any) -> str:
@@ -147,13 +151,32 @@ def _atomic(path: Path, data: str | bytes) -> None:
     atomic_write(path, data)
 
 
-def write(report, out_dir: str | Path, *, figures: bool = True) -> dict[str, Path]:
-    """Write ``results.json``, ``report.md``, ``report.html`` (and ``probe.png``) into ``out_dir``."""
+def check_out(out_dir: str | Path, *, overwrite: bool = False) -> None:
+    """``out_dir`` may receive a probe's files: missing, empty, an earlier probe's output (it holds
+    :data:`MARKER`), or anything with ``overwrite``.  Never replace files a probe did not write
+    without being asked."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ReslabError(f"--out {out}: is a file, not a directory")
+    if overwrite or not out.is_dir() or (out / MARKER).is_file():
+        return
+    entries = sorted(p.name for p in out.iterdir())
+    if entries:
+        shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+        raise ReslabError(f"--out {out}: not empty ({shown}) and not written by `reslab probe`; choose an empty or "
+                          "new directory, or pass --overwrite to replace results.json and report.* there")
+
+
+def write(report, out_dir: str | Path, *, figures: bool = True, overwrite: bool = False) -> dict[str, Path]:
+    """Write ``results.json``, ``report.md``, ``report.html`` (and ``probe.png``) into ``out_dir``;
+    refused (:func:`check_out`) for a non-empty folder that is not a probe's output, unless ``overwrite``."""
+    check_out(out_dir, overwrite=overwrite)
     res = report.to_dict() if hasattr(report, "to_dict") else dict(report)
     res.setdefault("conditions", conditions())
     res = _jsonable(res)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("written by `reslab probe`; the folder may be rewritten by the next probe\n")
     paths = {"results": out / "results.json", "markdown": out / "report.md", "html": out / "report.html"}
     _atomic(paths["results"], json.dumps(res, indent=1))
     png = None
