@@ -20,7 +20,7 @@ if _os.path.isdir(_os.path.join(_SRC, "reslab")) and _SRC not in _sys.path:
     _sys.path.insert(0, _SRC)
 
 from reslab.models.registry import MODELS as _MODELS  # noqa: E402
-from reslab.models.registry import create_model as _create_model  # noqa: E402
+from reslab.weights.builder import create_model as _create_model  # noqa: E402
 from reslab.weights.sources import sources_for as _sources_for  # noqa: E402
 
 

@@ -102,16 +102,14 @@ def _check_weights_fit_config(weights: dict, cfg_dict: dict, path: Path) -> None
     """The weights have the names and shapes of the model their config describes (built on
     the meta device: no memory, no data), so that nobody loads them into another model."""
     from reslab.data import get_info
+    from reslab.models.registry import build_model
     from reslab.training.config import from_dict
-    from reslab.training.data import RunData
-    from reslab.training.setup import build_model
 
     cfg = from_dict(cfg_dict)
     info = get_info(cfg.dataset)
-    shell = RunData(None, None, None, info.num_classes, info.num_channels, 0, 0)
     try:
         with torch.device("meta"):
-            model = build_model(cfg, shell)
+            model = build_model(cfg, info.num_classes, info.num_channels)
     except ReslabError:
         raise
     except Exception:  # noqa: BLE001 - an init that has no meta kernel: the loader checks the real model

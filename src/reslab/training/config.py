@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import re
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -93,10 +92,13 @@ class TrainConfig:
 
 
 def _depth_of(model: str) -> int | None:
-    digits = "".join(ch for ch in model if ch.isdigit())
-    if len(digits) > 6:  # far deeper than any model; int() of thousands of digits would raise
-        return 10 ** 6
-    return int(digits) if digits else None
+    """The model's depth from its spec; None for a name that is not a model (validation says why)."""
+    from reslab.models.registry import spec
+
+    try:
+        return spec(model).depth
+    except ReslabError:
+        return None
 
 
 def recipe(name: str, model: str = "resnet20") -> dict[str, Any]:
@@ -216,26 +218,25 @@ def validate(cfg: TrainConfig) -> None:
     for key in ("eval_every", "log_every", "ckpt_every", "probe_every"):
         need(getattr(cfg, key) >= 0, f"{key} must be >= 0, got {getattr(cfg, key)}")
     need(cfg.val_size is None or cfg.val_size >= 0, f"val_size must be >= 0, got {cfg.val_size}")
+    from reslab.data.loader import check_pad_to
+
+    check_pad_to(cfg.pad_to)  # before the run directory is touched, not when the loader pads
     need(cfg.train_subset is None or cfg.train_subset >= 1, f"train_subset must be >= 1, got {cfg.train_subset}")
     need(cfg.test_subset is None or cfg.test_subset >= 1, f"test_subset must be >= 1, got {cfg.test_subset}")
     need(cfg.device == "auto" or cfg.device == "cpu" or cfg.device.startswith("cuda"),
          f"device {cfg.device!r} is not valid; valid: auto, cpu, cuda, cuda:N")
 
 
-_CIFAR_NAME = re.compile(r"cifar-(resnet|plain)(\d+)$")
-
-
 def _check_model(name: str) -> None:
     """A ResNet or plain net that exists, of at most MAX_DEPTH layers; decided from the name
     alone, before anything is built."""
-    from reslab.models.registry import _lookup, model_family
+    from reslab.models.registry import spec
 
-    m = _CIFAR_NAME.match(str(name))
-    if m and (len(m.group(2)) > 6 or int(m.group(2)) > MAX_DEPTH):
+    s = spec(str(name))  # an unknown name, a CIFAR depth that is not 6n+2: its one-line error
+    if s.depth > MAX_DEPTH:
         raise ReslabError(f"model {_short(name)}: deeper than the limit of {MAX_DEPTH} layers "
                           f"(twice the paper's deepest, ResNet-1202)")
-    _lookup(str(name))  # an unknown name or a CIFAR depth that is not 6n+2: its one-line error
-    if model_family(name) == "mlp":
+    if s.family == "mlp":
         raise ReslabError(f"model {name!r} is the scalar net of the shattered-gradients experiment (1-D inputs), "
                           "not an image classifier; train a ResNet or plain net (resnet20, plain56, cifar-resnetN, ...)")
 

@@ -55,14 +55,10 @@ def use_bf16(cfg: TrainConfig, device: torch.device) -> bool:
 
 
 def build_model(cfg: TrainConfig, data: RunData) -> nn.Module:
-    from reslab.models import create_model, model_family
+    """The run's model for its data (:func:`reslab.models.build_model`)."""
+    from reslab.models.registry import build_model as build
 
-    kwargs = dict(num_classes=data.num_classes, in_channels=data.in_channels)
-    if model_family(cfg.model) != "mlp":
-        kwargs.update(width=cfg.width, zero_init_residual=cfg.zero_init_residual, init=cfg.init)
-        if "plain" not in cfg.model:
-            kwargs["shortcut"] = cfg.shortcut
-    return create_model(cfg.model, **kwargs)
+    return build(cfg, data.num_classes, data.in_channels)
 
 
 @dataclass

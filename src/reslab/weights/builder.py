@@ -1,0 +1,76 @@
+"""``reslab.create_model``: a registered model, with weights when asked (timm's convention).
+
+The models package builds untrained nets; this module adds ``pretrained=`` (published
+weights, checked against their pinned hash) and ``checkpoint_path=`` (a reslab checkpoint,
+a safetensors file or a bare state dict) on top, so that the models import nothing above them.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from torch import nn
+
+from reslab.errors import ReslabError
+from reslab.models.registry import spec
+from reslab.models.spec import ModelSpec
+
+
+def create_model(name: str, pretrained: bool | str = False, checkpoint_path: str | None = None,
+                 **kwargs) -> nn.Module:
+    """Build a model by name; keyword arguments go to its constructor.
+
+    Weights follow timm's convention: ``pretrained=True`` loads the default published
+    weights for ``name`` (or those of the tag in ``"resnet56.akamaster"``), a string names
+    the source (``"akamaster"``, ``"chenyaofo-cifar10"``, ``"chenyaofo-cifar100"``; see
+    ``reslab weights list``); the file is downloaded once into the user cache and checked
+    against its pinned hash.  ``checkpoint_path`` loads a reslab checkpoint, a safetensors
+    file or a bare state dict into the model built from ``name`` and ``kwargs``.  As in
+    timm, the model is returned in training mode: call ``.eval()`` for inference.
+
+    >>> create_model("resnet20", num_classes=10, in_channels=1).stage_names
+    ['stage1', 'stage2', 'stage3']
+    """
+    tag = None
+    if "." in name:
+        name, tag = name.split(".", 1)
+    s = spec(name)
+    s.check_options(kwargs)
+    if pretrained is not None and not isinstance(pretrained, (bool, str)):
+        raise ReslabError(f"pretrained must be True/False or a source name, got {pretrained!r}")
+    if pretrained and checkpoint_path is not None:
+        raise ReslabError("give pretrained= or checkpoint_path=, not both")
+    if pretrained:
+        return _with_pretrained(s, pretrained if isinstance(pretrained, str) else tag, kwargs)
+    model = s.build(**kwargs)
+    if checkpoint_path is not None:
+        from reslab.weights.load import load_state_file
+
+        try:
+            model.load_state_dict(load_state_file(checkpoint_path))
+        except RuntimeError as err:
+            raise ReslabError(f"{checkpoint_path}: the weights do not fit {name} "
+                              f"({' '.join(str(err).split())[:200]})") from None
+    return model
+
+
+def _with_pretrained(s: ModelSpec, source: str | None, kwargs: dict) -> nn.Module:
+    from reslab.weights.convert import convert_state, torch_load_safe, unwrap_source
+    from reslab.weights.download import fetch_pinned
+    from reslab.weights.sources import get_pinned, sources_for
+
+    if source is None:
+        have = sources_for(s.name)
+        if not have:
+            raise ReslabError(f"no published weights for {s.name!r}; `reslab weights list` shows the models that have them")
+        source = have[0]
+    src, _ = get_pinned(source, s.name)
+    fixed = {"num_classes": src.num_classes, "in_channels": 3, "width": 1.0, "shortcut": src.shortcut}
+    for key, value in fixed.items():
+        if key in kwargs and kwargs[key] != value:
+            raise ReslabError(f"pretrained={src.name!r} weights have {key}={value!r}; got {key}={kwargs[key]!r} "
+                              f"(build without pretrained= to change it)")
+    model = s.build(**{**kwargs, "num_classes": src.num_classes, "shortcut": src.shortcut})
+    path = fetch_pinned(src.name, s.name, log=lambda msg: print(f"reslab: {msg}", file=sys.stderr))
+    model.load_state_dict(convert_state(src, unwrap_source(src.format, torch_load_safe(path), path), model, path))
+    return model
