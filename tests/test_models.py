@@ -173,3 +173,72 @@ def test_registry_option_errors():
 def test_any_6n_plus_2_depth():
     assert weighted_layers(meta_model("cifar-resnet8")) == 8
     assert weighted_layers(meta_model("cifar-plain14")) == 14
+
+
+# --------------------------------------------------------------------------- specs
+
+
+def test_every_registered_name_has_a_spec_that_builds_it():
+    from reslab.models import MODELS, spec
+
+    for name in reslab.list_models():
+        s = spec(name)
+        assert s is MODELS[name] and s.name == name
+        assert s.family in ("cifar", "imagenet", "mlp")
+        assert s.bankable == (s.family != "imagenet")
+        if s.family == "mlp":
+            assert s.input_shape == (1,) and s.depth == 0 and "depth" in s.kwargs
+            continue
+        with torch.device("meta"):
+            net = s.build()
+        assert weighted_layers(net) == s.depth and net.residual == s.residual
+        assert s.input_shape == ((3, 32, 32) if s.family == "cifar" else (3, 224, 224))
+        assert set(s.kwargs) >= {"num_classes", "in_channels", "width", "shortcut", "init"}
+        if s.residual:  # the twin: the same net without skips
+            twin = spec(s.plain_twin)
+            assert not twin.residual and twin.depth == s.depth and twin.family == s.family
+        else:
+            assert s.plain_twin is None
+
+
+def test_spec_resolves_any_6n_plus_2_and_refuses_the_rest():
+    from reslab.models import spec
+
+    s = spec("cifar-resnet26")
+    assert (s.family, s.depth, s.residual, s.plain_twin, s.bankable) == ("cifar", 26, True, "cifar-plain26", True)
+    assert spec("cifar-plain26").residual is False
+    for bad, match in (("cifar-resnet27", "6n\\+2"), ("resnet57", "paper depth"), ("vgg16", "unknown model"),
+                       ("cifar-resnet" + "8" * 5000, "deeper than")):
+        with pytest.raises(reslab.ReslabError, match=match):
+            spec(bad)
+
+
+def test_spec_is_frozen_and_checks_options():
+    import dataclasses
+
+    from reslab.models import spec
+
+    s = spec("resnet20")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.depth = 3
+    with pytest.raises(reslab.ReslabError, match="unknown option.*colour.*valid: shortcut"):
+        s.build(colour="red")
+
+
+def test_a_new_family_is_one_registration(monkeypatch):
+    """A model registered as a spec is listed, built and checked like the others."""
+    from reslab.models import MODELS, ModelSpec
+
+    tiny = ModelSpec(name="tiny", family="mlp", input_shape=(4,), depth=1, residual=False, plain_twin=None,
+                     kwargs=("out",), bankable=True, constructor=lambda out=2: nn.Linear(4, out))
+    monkeypatch.setitem(MODELS, "tiny", tiny)
+    assert "tiny" in reslab.list_models()
+    assert create_model("tiny", out=3).out_features == 3
+    assert reslab.create_model("tiny").out_features == 2
+    with pytest.raises(reslab.ReslabError, match="unknown option"):
+        create_model("tiny", width=2)
+
+
+def test_models_create_model_refuses_weights_and_points_to_reslab():
+    with pytest.raises(reslab.ReslabError, match="reslab.create_model"):
+        create_model("resnet20", pretrained=True)

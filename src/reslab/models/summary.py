@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from reslab.errors import ReslabError
-from reslab.models.registry import create_model, model_family
+from reslab.models.registry import create_model, model_family, spec
 from reslab.models.resnet import weighted_layers
 
 DEFAULT_INPUT = {"cifar": (3, 32, 32), "imagenet": (3, 224, 224), "mlp": (1,)}
@@ -43,7 +43,7 @@ def count_flops(model: nn.Module, example: torch.Tensor) -> int:
 def summarize(name: str, input_size: tuple[int, ...] | None = None, **model_kwargs) -> ModelSummary:
     family = model_family(name)
     if input_size is None:
-        input_size = DEFAULT_INPUT[family]
+        input_size = spec(name).input_shape
         if "in_channels" in model_kwargs and family != "mlp":
             input_size = (model_kwargs["in_channels"],) + input_size[1:]
     elif family != "mlp":

@@ -81,16 +81,17 @@ class LoadedModel:
 
 
 def _arch_from_config(cfg, state: dict[str, torch.Tensor], path: Path) -> dict:
-    from reslab.models import model_family
+    from reslab.models.registry import spec
 
-    if model_family(cfg.model) == "mlp":
+    s = spec(cfg.model)
+    if s.family == "mlp":
         raise ReslabError(f"{path}: loading mlp weights is not supported")
     for key in ("stem.conv.weight", "head.fc.weight"):
         if key not in state:
             raise ReslabError(f"{path}: the weights lack {key}; they are not a {cfg.model} saved by reslab")
     arch = {"model": cfg.model, "num_classes": int(state["head.fc.weight"].shape[0]),
             "in_channels": int(state["stem.conv.weight"].shape[1]), "width": cfg.width}
-    if "plain" not in cfg.model:
+    if s.residual:  # a plain net has no shortcut option to record
         arch["shortcut"] = cfg.shortcut
     return arch
 
