@@ -3,7 +3,8 @@
 Building the plain nets (:func:`build_net`), loading and normalising the flattened images,
 the shared config checks (:func:`check_net_config`), per-layer gradient norms (weights'
 and backpropagated: :class:`LayerOutputs`), spectral norms, summaries of log ratios over
-seeds, the small helpers that read numbers back from results.json.
+seeds and their reading against a criterion's band (:func:`band_status`), the per-layer
+factor fit (:func:`fit_factor`), the small helpers that read numbers back from results.json.
 
 Layer numbering: a :func:`reslab.models.mlp.mlp` of ``depth`` hidden layers has ``depth + 1``
 Linear layers, numbered 0 (the stem, input side) .. depth (the head, logits).  ``h_l`` is
@@ -29,6 +30,11 @@ DATASETS = ("fashion-mnist", "synthetic")
 # ‖∂L/∂h_{l-1}‖ ≤ max σ' · ‖W_l‖₂ · ‖∂L/∂h_l‖.  With BN before the activation the backward
 # pass also goes through BN's Jacobian (about 1/std of the batch), so no such bound is used.
 MAX_DERIVATIVE = {"sigmoid": 0.25, "tanh": 1.0, "relu": 1.0}
+
+# Yang et al. 2019 (A Mean Field Theory of Batch Normalization): at init, a deep ReLU net with
+# BN before each ReLU multiplies the backpropagated gradient norm by sqrt(π/(π−1)) per layer
+# (their gradient explosion; the limit of large width and batch).
+YANG_FACTOR = math.sqrt(math.pi / (math.pi - 1))
 
 
 def build_net(depth: int, activation: str, width: int, in_features: int, out_features: int = 10,
@@ -171,3 +177,43 @@ def decades(s: dict[str, Any]) -> str:
         return f"{s['geo']:.2g} (n={s['n']}, no interval{extra})"
     return f"{s['geo']:.2g} (×/÷ {10 ** s['half']:.3g}, 95% CI, n={s['n']}{extra})"
 
+
+
+def fit_factor(norms, start: int = 0) -> float:
+    """Per-layer factor of backpropagated gradient norms toward the input: 10**-slope of a
+    least-squares line through log10 ``norms[start:]`` over the layer index (NaN if any is
+    not finite and > 0, or fewer than two)."""
+    g = floats(norms)[start:]
+    if g.size < 2 or not np.all(np.isfinite(g) & (g > 0)):
+        return float("nan")
+    return float(10 ** -np.polyfit(np.arange(g.size), np.log10(g), 1)[0])
+
+
+def band_status(lo: float | None, hi: float | None, low: float | None = None,
+                high: float | None = None) -> bool | None:
+    """An interval ``[lo, hi]`` over seeds read against a criterion's band ``[low, high]``
+    (either bound may be None: open): True if the interval lies inside the band, False if it
+    lies wholly outside, None (not resolved) if it straddles a bound or there is no interval."""
+    if lo is None or hi is None:
+        return None
+    low = -math.inf if low is None else low
+    high = math.inf if high is None else high
+    if low <= lo and hi <= high:
+        return True
+    if hi < low or lo > high:
+        return False
+    return None
+
+
+def log_band(s: dict[str, Any], low: float | None = None, high: float | None = None) -> bool | None:
+    """:func:`band_status` of a :func:`log_summary` (decades) against a band of ratios."""
+    return band_status(s.get("lo"), s.get("hi"), None if low is None else math.log10(low),
+                       None if high is None else math.log10(high))
+
+
+def all_of(statuses) -> bool | None:
+    """Several criteria that must all hold: False if any is False, True if all are True, else None."""
+    statuses = list(statuses)
+    if any(s is False for s in statuses):
+        return False
+    return True if statuses and all(s is True for s in statuses) else None

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from reslab.experiments.figures import save_all, subplots
-from reslab.experiments.fcnets import MAX_DERIVATIVE, floats, log_summary
+from reslab.experiments.fcnets import MAX_DERIVATIVE, YANG_FACTOR, floats, log_summary
 
 COLOURS = {"sigmoid": "tab:red", "tanh": "tab:orange", "relu": "tab:green", "relu+bn": "tab:blue"}
 
@@ -16,7 +16,8 @@ COLOURS = {"sigmoid": "tab:red", "tanh": "tab:orange", "relu": "tab:green", "rel
 def figures(results: dict[str, Any]) -> dict[str, Any]:
     """``{name: Figure}``, one per figure, drawn from ``results`` (as saved in results.json)."""
     return {"vanishing_sigmoid": _fig_sigmoid(results), "vanishing_factors": _fig_factors(results),
-            "vanishing_layers": _fig_layers(results), "vanishing_ratio": _fig_ratio(results)}
+            "vanishing_layers": _fig_layers(results), "vanishing_ratio": _fig_ratio(results),
+            **({"vanishing_bn_growth": _fig_bn(results)} if "relu+bn" in results["config"]["activations"] else {})}
 
 
 def _setup(results: dict[str, Any]) -> tuple[dict, dict, list[int], list[str]]:
@@ -119,8 +120,7 @@ def _fig_ratio(results: dict[str, Any]):
             s = [data["summary"][act][str(d)][when] for d in depths]
             ax.errorbar(depths, [v["geo"] for v in s], yerr=_log_err(s), marker="o", capsize=3,
                         color=COLOURS.get(act), label=act)
-        ax.axhspan(t, 1 / t, color="tab:green", alpha=0.08, label=f"ReLU criterion [{t:g}, {1 / t:g}]")
-        ax.axhline(t, color="grey", ls=":", label=f"sigmoid criterion ≤ {t:g}")
+        ax.axhline(t, color="grey", ls=":", label=f"criteria: sigmoid ≤ {t:g} ≤ ReLU, ReLU + BN")
         ax.set_yscale("log")
         label = "at init" if when == "init" else f"after {cfg['steps']} steps"
         ax.set(xlabel="depth (hidden layers)", title=f"first / last weight-gradient norm, {label}")
@@ -128,6 +128,28 @@ def _fig_ratio(results: dict[str, Any]):
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+def _fig_bn(results: dict[str, Any]):
+    """ReLU + BN: first/last weight-gradient ratio over depth at init, beside Yang et al.'s
+    √(π/(π−1))^L, and after the SGD steps, beside the finding's ceiling."""
+    cfg, data, depths, _ = _setup(results)
+    fig, ax = subplots(1, 1, figsize=(6.4, 4.2))
+    for when, marker in (("init", "o"), ("trained", "s")):
+        s = [data["summary"]["relu+bn"][str(d)][when] for d in depths]
+        label = "at init" if when == "init" else f"after {cfg['steps']} SGD steps"
+        ax.errorbar(depths, [v["geo"] for v in s], yerr=_log_err(s), fmt=marker + "-", capsize=3,
+                    color=COLOURS["relu+bn"], mfc="none" if when == "trained" else None, label=f"measured, {label}")
+    ls = np.linspace(min(depths), max(depths), 50)
+    ax.plot(ls, YANG_FACTOR ** ls, "k--", lw=0.8, label=f"Yang et al. 2019: √(π/(π−1))^L = {YANG_FACTOR:.3f}^L")
+    ax.axhline(cfg["settled_factor"], color="grey", ls=":", label=f"finding: after training ≤ {cfg['settled_factor']:g}")
+    ax.axhline(cfg["threshold"], color="tab:green", ls=":", label=f"part: no vanishing, ≥ {cfg['threshold']:g}")
+    ax.set_yscale("log")
+    ax.set(xlabel="depth L (hidden layers)", ylabel=f"first / last ‖∂L/∂W‖ (geo. mean, 95% CI, {cfg['seeds']} seeds)",
+           title="ReLU + BN: gradient growth at init, and after training")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
 
 def _log_err(stats: list[dict]) -> np.ndarray:
     """Error bars of geometric means from their log10 95% half-widths (0 without one)."""
