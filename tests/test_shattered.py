@@ -8,12 +8,12 @@ import torch
 from torch import nn
 
 from reslab.errors import ReslabError
-from reslab.experiments import base, shattered, shattered_plots
+from reslab.experiments import base, shattered, shattered_plots, verdicts
 from reslab.models.mlp import mlp
 from reslab.probes import (autocorrelation, brown_noise, gradient_covariance, grid_batch_stats, input_gradients,
                            input_grid, lag1_autocorrelation, relu_activity, white_noise)
 
-TINY = dict(seeds=3, depths=(24, 50), max_lag=8, activity_depth=6, width=200)
+TINY = dict(seeds=3, depths=(2, 24, 50), max_lag=8, activity_depth=6, width=200, noise_walks=100)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -148,16 +148,20 @@ def test_results_carry_config_verdict_and_traps(results):
     assert results["config"]["bn"] == "grid-fixed" and results["config"]["seeds"] == 3
     assert results["config"]["block"] == "postact" and results["config"]["threads"] == 1
     v = results["verdict"]
-    assert v["outcome"] in base.OUTCOMES and "24-layer plain" in v["summary"] and "preact" in v["summary"]
-    assert len(v["parts"]) == 4 and all(p["criterion"] and p["observed"] for p in v["parts"])
-    assert "theory" not in results["data"]
+    assert v["outcome"] in base.OUTCOMES and "24" in v["summary"] and "chosen by its outcome" in v["summary"]
+    assert len(v["parts"]) == 5 and all(p["criterion"] and p["observed"] and p["source"] and p["quote"]
+                                        for p in v["parts"])
+    assert v["checks"] and all(c["passed"] for c in v["checks"])  # identities of the instrument
+    names = " ".join(f["name"] for f in v["findings"])
+    assert "block layout" in names and "zero biases" in names and "co-active" in names and v["unread"]
     traps = results["data"]["traps"]
     zero_bias = traps["24-layer plain, no BN, zero biases"]
-    assert zero_bias["distinct_values"]["mean"] <= 4  # positively homogeneous: a few values only
+    assert zero_bias["distinct_values"]["max"] <= 3  # positively homogeneous: two pieces
     act = results["data"]["activity"]
     assert set(act) == {"with BN", "without BN"} and len(act["with BN"]["active"]["mean"]) == 6
+    assert len(act["with BN"]["per_seed"]["coactive"]) == 3
+    assert results["data"]["noise"]["brown noise"]["lag1"]["n"] == 100  # the yardstick's walks, not the seeds
     assert any("BatchNorm" in n for n in results["data"]["notes"])
-    assert not any("DESIGN" in n for n in results["data"]["notes"])
 
 
 def test_results_json_round_trip_and_plot(results, tmp_path):
@@ -180,48 +184,86 @@ def test_results_json_round_trip_and_plot(results, tmp_path):
 # ---------------------------------------------------------------- the judge, on hand-built numbers
 
 CFG = shattered.config_for("quick", seeds=5)
+GOOD = dict(plain=(0.0, 0.02, -0.02, 0.01, -0.01), plain_0=(0.97, 0.98, 0.97, 0.96, 0.97),
+            plain_r=(0.01, -0.01, 0.0, 0.02, -0.02), res=(0.93, 0.92, 0.94, 0.93, 0.92),
+            res_0=(0.97, 0.98, 0.97, 0.97, 0.98), small=(0.98, 0.97, 0.98, 0.98, 0.97), res_hw=(8, 9, 10, 8, 9))
 
 
-def fake(plain=(0.0, 0.02, -0.02, 0.01, -0.01), res=(0.95, 0.96, 0.94, 0.95, 0.95),
-         small=(0.98, 0.98, 0.97, 0.98, 0.98), res_hw=(20, 22, 24, 21, 23), brown=(0.98, 0.97, 0.98, 0.98, 0.97),
-         brown_hw=(25, 30, 28, 26, 31)):
-    return {"lag1": {"plain": {"24": {"values": list(plain)}}, "resnet_beta=1": {"50": {"values": list(res)}},
-                     "resnet_beta=0.1": {"50": {"values": list(small)}}},
-            "halfwidth": {"resnet_beta=1": {"50": {"values": list(res_hw)}}},
-            "noise": {"brown noise": {"lag1": {"values": list(brown)}, "halfwidth": {"values": list(brown_hw)}}}}
+def fake(**over):
+    """Per-seed numbers in the shape run() stores them; brown noise lag-1 0.97, half-width 25."""
+    v = {k: list(x) for k, x in {**GOOD, **over}.items()}
+    noise = {"brown noise": {"lag1": {"mean": 0.97}, "halfwidth": {"mean": 25.0}},
+             "white noise": {"lag1": {"mean": 0.0}, "halfwidth": {"mean": 0.5}}}
+    return {"lag1": {"plain": {"2": {"values": v["plain_0"]}, "24": {"values": v["plain"]}, "50": {"values": v["plain_r"]}},
+                     "resnet_beta=1": {"2": {"values": v["res_0"]}, "50": {"values": v["res"]}},
+                     "resnet_beta=0.1": {"50": {"values": v["small"]}}},
+            "halfwidth": {"resnet_beta=1": {"50": {"values": v["res_hw"]}}}, "noise": noise}
+
+
+def _part(v, word):
+    return next(p for p in v["parts"] if word in p["name"])
 
 
 def test_judge_reproduced_on_good_numbers():
     v = shattered.judge(CFG, fake())
-    assert v["outcome"] == base.REPRODUCED and all(p["passed"] for p in v["parts"])
+    assert v["outcome"] == base.REPRODUCED and all(p["status"] == "shown" for p in v["parts"])
+    assert all(p["source"] and p["quote"] for p in v["parts"]) and v["unread"]
 
 
-def test_judge_not_reproduced_on_adverse_numbers():
-    v = shattered.judge(CFG, fake(plain=(0.5, 0.6, 0.55, 0.5, 0.6), res=(0.3, 0.2, 0.25, 0.3, 0.2),
-                                  small=(0.1, 0.15, 0.1, 0.12, 0.1), res_hw=(1, 1.2, 1.1, 0.9, 1)))
-    assert v["outcome"] == base.NOT_REPRODUCED and not any(p["passed"] for p in v["parts"])
-
-
-@pytest.mark.parametrize("bad, failed", [
-    (dict(res_hw=(5, 6, 7, 6, 5)), "correlation band"),                      # narrow band, lag-1 still high
-    (dict(res=(0.85, 0.86, 0.84, 0.85, 0.86)), "like brown noise: lag-1"),    # 0.85 < 0.975 - 0.08
-    (dict(plain=(0.12, 0.02, 0.1, 0.0, 0.08)), "like white noise"),           # mean 0.064, CI above 0.1
-    (dict(small=(0.95, 0.94, 0.96, 0.95, 0.95)), "β = 0.1 keeps more"),       # no difference
+@pytest.mark.parametrize("bad, word", [
+    (dict(plain=(0.5, 0.6, 0.55, 0.5, 0.6)), "like white noise"),               # CI clear of ±0.1
+    (dict(plain_0=(-0.3, -0.2, -0.25, -0.3, -0.2)), "whitens with depth"),       # shallow net is whiter
+    (dict(plain_r=(0.97, 0.98, 0.97, 0.96, 0.97)), "resists shattering"),       # plain net keeps its lag-1
+    (dict(res_hw=(40, 42, 41, 43, 40)), "in between"),                          # band wider than brown noise's
+    (dict(res=(0.05, 0.0, -0.05, 0.02, 0.0), res_hw=(0.5, 0.6, 0.4, 0.5, 0.5)), "in between"),  # white
+    (dict(small=(0.90, 0.91, 0.90, 0.89, 0.90)), "resembles brown noise"),      # rougher than 2x brown, below β = 1
 ])
-def test_judge_partly_names_the_failed_part(bad, failed):
+def test_judge_contradicted_on_adverse_numbers(bad, word):
     v = shattered.judge(CFG, fake(**bad))
-    assert v["outcome"] == base.PARTLY
-    assert [p["name"] for p in v["parts"] if not p["passed"]] == [p["name"] for p in v["parts"] if failed in p["name"]]
-    assert failed in v["summary"].split(". ")[0]
+    assert v["outcome"] == base.CONTRADICTED and _part(v, word)["status"] == "contradicted"
+    assert v["summary"].startswith("Contradicted:") and word in v["summary"].split(". ")[0]
+    assert all(c["passed"] for c in v["checks"])  # adverse numbers, sound instrument
 
 
-def test_judge_cannot_judge_without_the_nets():
+def test_judge_partly_when_a_part_straddles_its_criterion():
+    v = shattered.judge(CFG, fake(plain=(0.05, 0.15, 0.1, 0.08, 0.12)))  # CI across the +0.1 edge
+    assert v["outcome"] == base.PARTLY and _part(v, "like white noise")["status"] == "not resolved"
+    assert [p["status"] for p in v["parts"]].count("shown") == 4
+
+
+def test_judge_not_resolved_when_every_part_straddles():
+    edge = (0.05, 0.15, 0.1, 0.08, 0.12)
+    v = shattered.judge(CFG, fake(plain=edge, plain_0=edge[::-1], plain_r=edge[::-1], res=edge,
+                                  res_0=(0.06, 0.14, 0.12, 0.06, 0.12), res_hw=(0.5, 1.5, 1.0, 0.8, 1.2),
+                                  small=(0.92, 0.96, 0.94, 0.93, 0.95)))
+    assert v["outcome"] == base.NOT_RESOLVED and {p["status"] for p in v["parts"]} == {"not resolved"}
+
+
+def test_judge_not_judged_without_what_the_criteria_need():
     data = fake()
     del data["lag1"]["plain"]["24"]
+    assert shattered.judge(CFG, data)["outcome"] == base.NOT_JUDGED
+    assert "two betas" in shattered.judge(shattered.config_for("quick", betas=(1.0,)), fake())["summary"]
+    v = shattered.judge(shattered.config_for("quick", depths=(24, 50)), fake())
+    assert v["outcome"] == base.NOT_JUDGED and "depth below 24" in v["summary"]
+    one_seed = fake(**{k: x[:1] for k, x in GOOD.items()})
+    assert "2 seeds" in shattered.judge(CFG, one_seed)["summary"]
+
+
+def test_findings_have_criteria_and_do_not_change_the_outcome():
+    data = fake()
+    data["context"] = {"block": "preact", "lag1": {"resnet_beta=1": {"50": {"values": [0.6, 0.7, 0.65, 0.7, 0.6]}},
+                                                   "resnet_beta=0.1": {"50": {"values": [0.9] * 5}}}}
+    zero = "24-layer plain, no BN, zero biases"
+    data["traps"] = {zero: {"distinct_values": {"mean": 40.0, "max": 41, "n": 5}, "lag1": {}}}
     v = shattered.judge(CFG, data)
-    assert v["outcome"] == base.NOT_REPRODUCED and v["parts"][0]["name"] == "the run can be judged"
-    v = shattered.judge(shattered.config_for("quick", betas=(1.0,)), fake())
-    assert v["outcome"] == base.NOT_REPRODUCED and "two betas" in v["summary"]
+    assert v["outcome"] == base.REPRODUCED
+    f = {x["name"].split(":")[0]: x for x in v["findings"]}
+    assert f["block layout"]["status"] == "shown" and "chosen by this outcome" in f["block layout"]["observed"]
+    assert f[zero]["status"] == "contradicted"  # 41 distinct values: the homogeneity trap did not hold
+    seed = next(x for x in v["findings"] if x["source"] == verdicts.SEED_ARTICLE)
+    assert seed["prediction"] and seed["status"] == "contradicted"  # β = 1: 1 - lag-1 0.072 > 2 x 0.03
+    assert all(x["criterion"] for x in v["findings"])
 
 
 def test_config_checks():
@@ -234,7 +276,8 @@ def test_config_checks():
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.seeds = 3
     for bad in (dict(seeds=1), dict(depths=(0,)), dict(betas=(-1.0,)), dict(bn="train"), dict(max_lag=300),
-                dict(nonsense=1), dict(block="post"), dict(band_frac=0), dict(threads=0)):
+                dict(nonsense=1), dict(block="post"), dict(brown_factor=0.5), dict(noise_walks=1),
+                dict(threads=0)):
         with pytest.raises(ReslabError):
             shattered.config_for("quick", **bad)
     with pytest.raises(ReslabError):
