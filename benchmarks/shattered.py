@@ -34,7 +34,7 @@ def main() -> int:
     print(f"cpu {cond['cpu']} ({cond['cores']} cores), torch {cond['torch']}, threads {cfg.threads}, "
           f"python {cond['python']}")
     print(f"scale {cfg.scale}: {cfg.seeds} seeds, depths {cfg.depths}, betas {cfg.betas}, block {cfg.block}, "
-          f"width {cfg.width}, grid {cfg.grid_points}")
+          f"width {cfg.width}, grid {cfg.grid_points}, noise yardsticks from {cfg.noise_walks} sequences")
     runs, plots = [], []
     for i in range(args.repeats):
         with tempfile.TemporaryDirectory() as tmp:

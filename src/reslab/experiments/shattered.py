@@ -16,10 +16,11 @@ What is measured (:mod:`reslab.experiments.shattered_measure`)
       its half-width (the lag, interpolated, at which a seed's ACF first falls below 1/2:
       how wide the band of the Fig. 1 covariance matrix is).
     * The yardsticks: brown noise (random walks) and white noise on the same grid, averaged
-      over ``noise_walks`` sequences (2000).  With 20 walks the brown-noise band is itself
-      noisy (a walk's half-width spreads by about half its mean) and its mean drifts with the
-      number of walks, so the criteria compare the nets' intervals over seeds with the
-      2000-walk means, and compare lag-1 more than the band.
+      over ``noise_walks`` sequences (2000).  A few walks make a noisy yardstick: one walk's
+      ACF half-width spreads by about 40% of its mean, so means of 20 walks range from about
+      19 to 32 grid steps.  The criteria compare the nets' intervals over seeds with the
+      2000-walk means (standard error about 0.25 grid steps), and lean on lag-1 more than on
+      the band.
     * Per-layer ReLU activity of a plain net with and without BN (Fig. 3), and the traps
       below.
 
@@ -210,5 +211,5 @@ def notes(cfg: Config) -> list[str]:
         "Half-width: the lag (grid steps, interpolated) at which a seed's autocorrelation of df/dx first "
         "falls below 1/2, i.e. how wide the band of the Fig. 1 covariance matrix is.",
         f"Noise yardsticks: means over {cfg.noise_walks} random walks (brown) and white-noise sequences of the "
-        "grid's length; a handful of walks gives a noisy band (its half-width's spread is about half its mean).",
+        "grid's length; a handful of walks gives a noisy band (a walk's half-width spreads by about 40% of its mean).",
     ]

@@ -80,7 +80,7 @@ def noise_references(cfg) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Brown and white noise on the grid's length from ``cfg.noise_walks`` sequences (a fixed
     generator): their ACF summaries (the yardsticks), and the first ``cfg.seeds`` of each
     for Fig. 1.  A few walks make a noisy yardstick: a walk's ACF band varies a lot from walk
-    to walk (its half-width's spread is about half its mean), so the reference averages many."""
+    to walk (its half-width's spread is about 40% of its mean), so the reference averages many."""
     gen = torch.Generator().manual_seed(cfg.seed0)
     walks = brown_noise(cfg.noise_walks, cfg.grid_points, gen)
     white = white_noise(cfg.noise_walks, cfg.grid_points, gen)
