@@ -107,7 +107,7 @@ def _fig_relu_activity(results: dict[str, Any]):
             layers = np.arange(1, len(mean) + 1)
             ax.plot(layers, mean, color=f"C{i}", label=f"{label} (mean ± std over seeds)")
             ax.fill_between(layers, mean - std, mean + std, color=f"C{i}", alpha=0.25)
-        ax.axhline(ref, color="k", ls=":", lw=0.8, label=f"{'1/2' if key == 'active' else '1/4'} (the paper's value with BN)")
+        ax.axhline(ref, color="k", ls=":", lw=0.8, label=f"{'1/2' if key == 'active' else '1/4'} (expected with BN)")
         ax.set_title(f"share of ReLUs {'active' if key == 'active' else 'co-active for a pair of inputs'}",
                      fontsize=9)
         ax.set_xlabel(f"layer of a {cfg['activity_depth']}-layer plain net")
