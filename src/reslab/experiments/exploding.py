@@ -5,10 +5,13 @@ The argument (Pascanu et al. 2013; Glorot & Bengio 2010): backprop multiplies th
 by one factor per layer, ``‖∂L/∂h_{l-1}‖ ≈ c_l ‖∂L/∂h_l‖``; with factors above 1 it grows
 geometrically toward the input.  For a ReLU net with He init (He et al. 2015) the factor of
 the backpropagated gradient norm is about 1, and multiplying every weight by a gain g makes
-it about g.  BatchNorm (Ioffe & Szegedy 2015) undoes any weight scale in the forward pass.
+it about g.  BatchNorm (Ioffe & Szegedy 2015, §3.3) makes back-propagation through a layer
+independent of the scale of its weights.
 
-What is run (plain ReLU :func:`reslab.models.mlp.mlp` nets on flattened Fashion-MNIST; see
-:mod:`reslab.experiments.fcnets` for the layer numbering), ``steps`` SGD steps each:
+What is run (:mod:`reslab.experiments.exploding_train`; plain ReLU :func:`reslab.models.mlp.mlp`
+nets on flattened Fashion-MNIST, see :mod:`reslab.experiments.fcnets` for the layer
+numbering), ``steps`` SGD steps each, the same seed giving every condition the same weights
+(up to the gain) and the same batches:
 
     =================  ======================  ===  ==========================
     condition          inputs                  BN   weights
@@ -17,38 +20,33 @@ What is run (plain ReLU :func:`reslab.models.mlp.mlp` nets on flattened Fashion-
     ``gain+bn``        zero mean, unit std     yes  He × ``layer_gain``
     ``raw``            raw pixels, 0–255       no   He × ``init_gain`` (1)
     ``raw+bn``         raw pixels, 0–255       yes  He × ``init_gain``
-    ``normalised``     zero mean, unit std     no   He × ``init_gain`` (context)
-    ``normalised+bn``  zero mean, unit std     yes  He × ``init_gain`` (context)
+    ``normalised``     zero mean, unit std     no   He × ``init_gain``
+    ``normalised+bn``  zero mean, unit std     yes  He × ``init_gain``
     =================  ======================  ===  ==========================
 
-    At step 0 (before any update) each Linear output's backpropagated gradient norm
-    ‖∂L/∂h_l‖ (hooks) gives the layer-wise growth: a least-squares line through
-    log10‖∂L/∂h_l‖ over l gives the per-layer factor toward the input, and the first/last
-    ratio ‖∂L/∂h_0‖/‖∂L/∂h_depth‖ the total.  Every step records the loss and the total
-    gradient norm; the first ``layer_steps`` steps and the last also each Linear weight's
-    gradient norm and output RMS.  A non-finite value is caught, not raised: the run stops
-    and records the step (= SGD updates before it), the pass (forward: an activation
-    overflowed; loss; backward: a gradient did) and the first layer where it appeared.
+    At step 0 each Linear output's backpropagated gradient norm ‖∂L/∂h_l‖ (hooks); a
+    least-squares line through log10‖∂L/∂h_l‖ over l gives the per-layer factor toward the
+    input.  Every step: the loss, the total gradient norm, and each SGD update's size
+    relative to the weights (‖ΔW_l‖/‖W_l‖); the first ``layer_steps`` steps and the last also
+    each Linear's weight-gradient norm and output RMS.  A non-finite value is caught, not
+    raised: the run stops and records the step, the pass and the first layer where it appeared.
+
+The verdict (:mod:`reslab.experiments.exploding_judge`)
+    Parts: without BN the per-layer factor equals the gain (±``gain_tolerance`` = 5%;
+    Pascanu et al.'s layer-wise mechanism); the seed article's raw-pixel chain in three links,
+    the first-layer gradient against normalised inputs (≥ ``raw_gradient_factor`` = 10×),
+    an SGD update larger than the weights (‖ΔW_0‖/‖W_0‖ ≥ ``oversize_update`` = 1), then the
+    overflow to inf/NaN, located; with BN the first/last ratio at gain 1.5 equals gain 1's
+    (±``invariance_tolerance`` = 5%, Ioffe & Szegedy §3.3); and BN + ReLU keeps both the
+    gain-1.5 and the raw-input runs finite with a level gradient norm.  Check: every
+    non-finite value is caught and located.  Findings: with BN the gradient still grows at
+    init by Yang et al. 2019's √(π/(π−1)) ≈ 1.21 per layer, whatever the gain; with BN, raw
+    inputs backpropagate like normalised ones past the first layer; without BN the *weight*
+    gradients stay level at gain 1.5 (the activations grow forward as ‖∂L/∂h_l‖ grows back).
 
 Why these defaults
     SGD lr 0.01, momentum 0.9, batch 128, the vanishing experiment's recipe; gain 1.5 is a
-    mild mis-scaling that gives 1.5^50 ≈ 6e8 over 50 layers.  Criteria (fixed here, before
-    any run): growth counts when the fitted factor is > 1 at every depth and the first/last
-    ratio reaches ``explode_factor`` (100) at the deepest; "tamed" means first/last within
-    [1/``stable_factor``, ``stable_factor``] = [0.1, 10] and training finite; a raw run
-    "explodes" if it turns non-finite or its gradient norm grows ``explode_factor``-fold.
-
-Not hidden
-    * The raw-pixel blow-up is not layer-wise gradient growth: at step 0 the per-layer
-      gradients are level (He init balances them); the first SGD step, with gradients
-      hundreds of times larger than on normalised inputs, enlarges every weight, and the
-      next *forward* pass overflows.  It is judged as its own part.
-    * In a net without BN, the *weight* gradients ‖∂L/∂W_l‖ = ‖∂L/∂h_l · a_{l-1}ᵀ‖ stay
-      level even with gain > 1: the activations a_{l-1} grow forward by the factor the
-      backpropagated gradient grows backward.  The growth is in ‖∂L/∂h_l‖.
-    * BN does not give a level backward pass either: with BN + ReLU each layer multiplies
-      the backpropagated gradient by about 1.2 at init (Yang et al. 2019, arXiv 1902.08129),
-      so deep BN nets fail the "tamed" criterion; that part then fails, as measured.
+    mild mis-scaling that gives 1.5^50 ≈ 6e8 over 50 layers.
 """
 
 from __future__ import annotations
@@ -58,31 +56,21 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import torch
-from torch import nn
-
 from reslab.errors import ReslabError
 from reslab.experiments import base, stats
-from reslab.experiments.fcnets import (LayerOutputs, build_net, check_net_config, decades, floats, linears,
-                                       load_flat, log_summary, normalise, num, weight_grad_norms)
+from reslab.experiments import exploding_judge as ej
+from reslab.experiments.exploding_train import CONDITIONS, growth, layer_growth, train
+from reslab.experiments.fcnets import check_net_config, decades, load_flat, log_summary, normalise, num
 
-CLAIM = ("Exploding gradients, in three parts: (1) when each layer's backward factor exceeds 1 (weights "
-         "with gain > 1, no normalisation) the gradient grows geometrically layer by layer toward the input; "
-         "(2) badly scaled inputs (raw 0-255 pixels) make training overflow to inf or NaN; (3) BatchNorm "
-         "together with ReLU tames both: the per-layer gradient stays level and training stays finite. "
-         "(Pascanu et al. 2013; Ioffe & Szegedy 2015.)")
+CLAIM = ("Exploding gradients: when each layer multiplies the gradient by more than 1 (weights with gain > 1, "
+         "no normalisation) it grows geometrically layer by layer toward the input (Pascanu et al. 2013); "
+         "exploding gradients occur \"when your data was not normalized properly, after which during "
+         "optimization gradients become very large … possibly larger than the maximum values for the data "
+         "type … NaN\" (the seed article); and \"Batch Normalization combined with ReLU resolves the vanishing "
+         "and exploding gradients problems to a large extent\" (the seed article), back-propagation through a "
+         "BN layer being unaffected by the scale of its weights (Ioffe & Szegedy 2015, §3.3).")
 
-# condition → (inputs, BN, which config field scales the weights)
-CONDITIONS: dict[str, tuple[str, bool, str]] = {
-    "gain": ("normalised", False, "layer_gain"),
-    "gain+bn": ("normalised", True, "layer_gain"),
-    "raw": ("raw", False, "init_gain"),
-    "raw+bn": ("raw", True, "init_gain"),
-    "normalised": ("normalised", False, "init_gain"),
-    "normalised+bn": ("normalised", True, "init_gain"),
-}
-REQUIRED = ("gain", "gain+bn", "raw", "raw+bn")  # the conditions the criteria are about
+REQUIRED = tuple(CONDITIONS)  # every condition: the raw and BN parts compare against the normalised ones
 
 SCALES: dict[str, dict[str, Any]] = {
     "quick": dict(seeds=3, depths=(10, 20, 50), n_images=2048, steps=20),
@@ -105,8 +93,12 @@ class Config(base.ExperimentConfig):
     steps: int = 20                     # SGD steps at most (iterations, not epochs)
     lr: float = 0.01                    # per batch of `batch` images
     momentum: float = 0.9
-    explode_factor: float = 100.0       # growth (over layers, or over steps) that counts as exploding
-    stable_factor: float = 10.0         # first/last within [1/this, this]; step growth ≤ this: stable
+    gain_tolerance: float = 0.05        # no BN: per-layer factor equals the gain within ± this
+    raw_gradient_factor: float = 10.0   # raw/normalised first-layer gradient at step 0 ≥ this: "very large"
+    oversize_update: float = 1.0        # an update ‖ΔW_0‖/‖W_0‖ ≥ this: larger than the weights
+    invariance_tolerance: float = 0.05  # BN: gain 1.5 vs 1 (and raw vs normalised) ratios equal within ± this
+    yang_tolerance: float = 0.1         # finding: BN's per-layer factor within ± this of √(π/(π−1))
+    stable_factor: float = 10.0         # BN: gradient norm over the steps ≤ this × step 0's; level weights
     layer_steps: int = 5                # per-layer norms are kept for steps 0..layer_steps-1 and the last
 
     def __post_init__(self):
@@ -121,76 +113,16 @@ class Config(base.ExperimentConfig):
             raise ReslabError(f"steps must be >= 1, got {self.steps}")
         if not (math.isfinite(self.layer_gain) and self.layer_gain > 0):
             raise ReslabError(f"layer_gain must be a finite number > 0, got {self.layer_gain}")
-        if not 1 <= self.stable_factor <= self.explode_factor:
-            raise ReslabError(f"need 1 <= stable_factor <= explode_factor, got {self.stable_factor}, "
-                              f"{self.explode_factor}")
+        for name in ("gain_tolerance", "invariance_tolerance", "yang_tolerance"):
+            if not 0 < getattr(self, name) < 1:
+                raise ReslabError(f"{name} must be in (0, 1), got {getattr(self, name)}")
+        if not (self.raw_gradient_factor > 1 and self.oversize_update > 0 and self.stable_factor >= 1):
+            raise ReslabError(f"need raw_gradient_factor > 1, oversize_update > 0, stable_factor >= 1; got "
+                              f"{self.raw_gradient_factor}, {self.oversize_update}, {self.stable_factor}")
 
 
 def config_for(scale: str, seeds: int | None = None, **overrides) -> Config:
     return base.config_from_scales(Config, SCALES, "exploding", scale, seeds, overrides)
-
-
-# ---------------------------------------------------------------- one training run
-
-def train(cfg: Config, condition: str, depth: int, seed: int, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
-    """Up to ``cfg.steps`` SGD steps; stops at the first non-finite activation, loss or gradient.
-    ``x`` are the inputs the condition asks for (raw or normalised)."""
-    _, bn, gain_field = CONDITIONS[condition]
-    torch.manual_seed(seed)
-    net = build_net(depth, "relu+bn" if bn else "relu", cfg.width, x.shape[1], 10, getattr(cfg, gain_field))
-    net.train()
-    layers = linears(net)
-    names = {id(m): n for n, m in net.named_modules()}
-    opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum)
-    gen = torch.Generator().manual_seed(seed)
-    rec: dict[str, Any] = {"loss": [], "grad_norm": [], "nonfinite": None, "act_grad0": None,
-                           "layers": {"step": [], "grad": [], "act_rms": []}, "n_layers": len(layers)}
-
-    def stop(step, phase, i):
-        rec["nonfinite"] = {"step": step, "phase": phase, "layer": None if i is None else i + 1,
-                            "layer_name": None if i is None else names[id(layers[i])]}
-
-    with LayerOutputs(layers, retain_grad=True) as outs:
-        grads: list = []
-        for step in range(cfg.steps):
-            idx = torch.randint(0, len(x), (cfg.batch,), generator=gen)
-            outs.clear()
-            opt.zero_grad(set_to_none=True)
-            loss = nn.functional.cross_entropy(net(x[idx]), y[idx])
-            rms = outs.rms()
-            rec["loss"].append(loss.item())
-            bad_fwd = [i for i, o in enumerate(outs.outputs) if not torch.isfinite(o).all()]
-            if bad_fwd or not math.isfinite(loss.item()):
-                rec["grad_norm"].append(None)
-                stop(step, "forward" if bad_fwd else "loss", bad_fwd[0] if bad_fwd else None)
-                _keep_layers(rec, step, [None] * len(layers), rms)
-                break
-            loss.backward()
-            if step == 0:
-                rec["act_grad0"] = outs.grad_norms()
-            grads = weight_grad_norms(net)
-            total = math.sqrt(sum(p.grad.detach().double().pow(2).sum().item()
-                                  for p in net.parameters() if p.grad is not None))
-            rec["grad_norm"].append(total)
-            if step < cfg.layer_steps:
-                _keep_layers(rec, step, grads, rms)
-            if not math.isfinite(total):
-                bad = [i for i, g in enumerate(grads) if not math.isfinite(g)]
-                stop(step, "backward", bad[-1] if bad else None)  # backward runs output → input
-                if step >= cfg.layer_steps:
-                    _keep_layers(rec, step, grads, rms)
-                break
-            opt.step()
-        else:
-            if cfg.steps - 1 >= cfg.layer_steps:
-                _keep_layers(rec, cfg.steps - 1, grads, rms)
-    return rec
-
-
-def _keep_layers(rec: dict, step: int, grads: list, rms: list) -> None:
-    rec["layers"]["step"].append(step)
-    rec["layers"]["grad"].append(list(grads))
-    rec["layers"]["act_rms"].append(list(rms))
 
 
 # ---------------------------------------------------------------- the experiment
@@ -222,134 +154,35 @@ def run(cfg: Config, ctx: base.Context) -> dict[str, Any]:
                              scope=scope)
 
 
-def layer_growth(rec: dict) -> dict[str, float]:
-    """Step-0 growth of ‖∂L/∂h_l‖ toward the input: ``ratio`` first/last, and ``factor`` per
-    layer from a least-squares line through log10‖∂L/∂h_l‖ over l (NaN if not measured)."""
-    g = floats(rec.get("act_grad0") or [])
-    if g.size < 2 or not np.all(np.isfinite(g) & (g > 0)):
-        return {"ratio": float("nan"), "factor": float("nan")}
-    slope = np.polyfit(np.arange(g.size), np.log10(g), 1)[0]
-    return {"ratio": float(g[0] / g[-1]), "factor": float(10 ** -slope)}
-
-
-def weight_ratio0(rec: dict) -> float:
-    """First/last Linear weight-gradient norm at step 0 (NaN if not recorded)."""
-    if not rec["layers"]["step"] or rec["layers"]["step"][0] != 0:
-        return float("nan")
-    g = floats(rec["layers"]["grad"][0])
-    return float(g[0] / g[-1]) if g[-1] > 0 else float("nan")
-
-
-def max_finite(rec: dict) -> float:
-    """The largest finite total gradient norm of a run (NaN if none)."""
-    g = floats(rec["grad_norm"])
-    g = g[np.isfinite(g)]
-    return float(g.max()) if g.size else float("nan")
-
-
-def growth(rec: dict) -> float:
-    """Largest finite gradient norm over the first step's."""
-    g0 = num(rec["grad_norm"][0]) if rec["grad_norm"] else float("nan")
-    return max_finite(rec) / g0 if math.isfinite(g0) and g0 > 0 else float("nan")
-
-
-def where(rec: dict) -> str | None:
-    """Where a run first turned non-finite, as text (None if it never did)."""
-    nf = rec["nonfinite"]
-    if nf is None:
-        return None
-    if nf["layer"] is None:  # the loss overflowed although every layer's output was finite
-        return f"step {nf['step']}, {nf['phase']} (every layer finite)"
-    return f"step {nf['step']}, {nf['phase']} pass at layer {nf['layer']}/{rec['n_layers']}"
-
-
 # ---------------------------------------------------------------- judgement
 
 def judge(cfg: Config, data: dict[str, Any]) -> dict[str, Any]:
-    """Four parts, each with a criterion fixed here; see :data:`CLAIM`."""
+    """Six parts, one check, three findings (:mod:`reslab.experiments.exploding_judge`)."""
     missing = [c for c in REQUIRED if c not in cfg.conditions]
     if missing:
         return base.cannot_judge(f"conditions {missing} were not run; the criteria need {list(REQUIRED)}")
     if not cfg.layer_gain > 1:
         return base.cannot_judge(f"layer_gain is {cfg.layer_gain:g}; the layer-wise growth part needs a gain > 1")
     runs = data["runs"]
-    parts = [_part_growth(cfg, runs), _part_raw(cfg, runs), _part_bn_level(cfg, runs), _part_raw_bn(cfg, runs)]
-    return base.verdict(parts, _summary(cfg, runs), **_numbers(cfg, runs))
-
-
-def _part_growth(cfg: Config, runs: dict) -> dict[str, Any]:
-    """1. gain > 1, no BN: ‖∂L/∂h_l‖ grows toward the input."""
-    deepest = str(max(cfg.depths))
-    grow = {d: [layer_growth(r) for r in runs["gain"][str(d)]] for d in map(str, cfg.depths)}
-    ok = (all(g["factor"] > 1 for gs in grow.values() for g in gs)  # NaN fails
-          and all(g["ratio"] >= cfg.explode_factor for g in grow[deepest]))
-    return base.part(
-        f"without BN, weights with gain {cfg.layer_gain:g} > 1 make the gradient grow geometrically layer by "
-        "layer toward the input",
-        f"at step 0, in every seed and depth, the per-layer factor of ‖∂L/∂h_l‖ toward the input (log-linear "
-        f"fit) is > 1, and at the deepest depth ‖∂L/∂h_0‖/‖∂L/∂h_L‖ ≥ {cfg.explode_factor:g} in every seed",
-        ok, "; ".join(f"L={d}: factor {_factor(gs)} (expected about the gain, {cfg.layer_gain:g}), first/last "
-                      f"{decades(log_summary([g['ratio'] for g in gs]))}, weight gradients first/last "
-                      f"{_geo([weight_ratio0(r) for r in runs['gain'][d]])}, training: {_outcome(runs['gain'][d])}"
-                      for d, gs in grow.items()))
-
-
-def _part_raw(cfg: Config, runs: dict) -> dict[str, Any]:
-    """2. raw 0-255 pixels, no BN: training overflows (or the gradient norm explodes)."""
-    def explodes(r):
-        return r["nonfinite"] is not None or growth(r) >= cfg.explode_factor
-
-    raw = runs["raw"]
-    return base.part(
-        "raw 0-255 inputs without BN: a few SGD steps overflow to inf/NaN",
-        f"in every seed and depth, the run turns non-finite within {cfg.steps} SGD steps or its total gradient "
-        f"norm reaches {cfg.explode_factor:g}× its step-0 value",
-        all(explodes(r) for d in cfg.depths for r in raw[str(d)]),
-        "; ".join(f"L={d}: {_outcome(raw[str(d)])}; step-0 per-layer factor {_factor(map(layer_growth, raw[str(d)]))}"
-                  for d in cfg.depths))
-
-
-def _part_bn_level(cfg: Config, runs: dict) -> dict[str, Any]:
-    """3. BN + ReLU, same gain: the per-layer gradient stays level, training finite."""
-    lo, hi = 1 / cfg.stable_factor, cfg.stable_factor
-    bn = runs["gain+bn"]
-    ratios = {d: [layer_growth(r)["ratio"] for r in bn[str(d)]] for d in cfg.depths}
-    ok = (all(lo <= v <= hi for vs in ratios.values() for v in vs)
-          and all(r["nonfinite"] is None for d in cfg.depths for r in bn[str(d)]))
-    return base.part(
-        f"BN + ReLU (same gain {cfg.layer_gain:g}) keeps the layer-wise gradient level and training finite",
-        f"in every seed and depth, at step 0 ‖∂L/∂h_0‖/‖∂L/∂h_L‖ within [{lo:g}, {hi:g}], and finite for "
-        f"{cfg.steps} SGD steps",
-        ok, "; ".join(f"L={d}: first/last {decades(log_summary(ratios[d]))}, factor "
-                      f"{_factor(map(layer_growth, bn[str(d)]))}, {_outcome(bn[str(d)])}" for d in cfg.depths))
-
-
-def _part_raw_bn(cfg: Config, runs: dict) -> dict[str, Any]:
-    """4. BN + ReLU on the same raw inputs: finite and stable over the steps."""
-    rbn = runs["raw+bn"]
-    return base.part(
-        "BN + ReLU keeps training on raw 0-255 inputs finite",
-        f"in every seed and depth, finite for {cfg.steps} SGD steps with total gradient norm ≤ "
-        f"{cfg.stable_factor:g}× its step-0 value",
-        all(r["nonfinite"] is None and growth(r) <= cfg.stable_factor for d in cfg.depths for r in rbn[str(d)]),
-        "; ".join(f"L={d}: {_outcome(rbn[str(d)])}" for d in cfg.depths))
+    parts = [ej.part_growth(cfg, runs), ej.part_raw_gradient(cfg, runs), ej.part_raw_update(cfg, runs),
+             ej.part_raw_overflow(cfg, runs), ej.part_bn_scale(cfg, runs), ej.part_bn_finite(cfg, runs)]
+    raw_std = (data.get("input_stats") or {}).get("raw_std")
+    findings = [ej.finding_yang(cfg, runs), ej.finding_input_scale(cfg, runs, raw_std),
+                ej.finding_weight_level(cfg, runs)]
+    return base.verdict(parts, _summary(cfg, runs), checks=[ej.check_located(cfg, runs)], findings=findings,
+                        **_numbers(cfg, runs))
 
 
 def _summary(cfg: Config, runs: dict) -> str:
-    """The verdict's summary: the deepest nets' step-0 growth and raw-input outcomes, then the context."""
+    """The verdict's summary: the deepest nets' step-0 growth and raw-input outcomes."""
     deepest = str(max(cfg.depths))
-    context = [c for c in ("normalised", "normalised+bn") if c in cfg.conditions]
-    deep = {c: [layer_growth(r) for r in runs[c][deepest]] for c in ("gain", "gain+bn")}
-    return (f"{cfg.seeds} seeds, up to {cfg.steps} SGD steps. At L={deepest}, step 0: without BN (gain "
-            f"{cfg.layer_gain:g}) ‖∂L/∂h_0‖/‖∂L/∂h_L‖ = {_geo([g['ratio'] for g in deep['gain']])} "
-            f"(factor {_factor(deep['gain'])} per layer); with BN {_geo([g['ratio'] for g in deep['gain+bn']])} "
-            f"(factor {_factor(deep['gain+bn'])}). Raw 0-255 inputs without BN: {_outcome(runs['raw'][deepest])}; "
-            f"with BN: {_outcome(runs['raw+bn'][deepest])}."
-            + "".join(f" Context, {c} (gain {cfg.init_gain:g}): "
-                      + "; ".join(f"L={d} step-0 first/last ‖∂L/∂h‖ "
-                                  f"{_geo([layer_growth(r)['ratio'] for r in runs[c][str(d)]])}, "
-                                  f"{_outcome(runs[c][str(d)])}" for d in cfg.depths) + "."
-                      for c in context))
+    deep = {c: [layer_growth(r) for r in runs[c][deepest]] for c in ("gain", "gain+bn", "normalised+bn")}
+    return (f"{cfg.seeds} seeds, up to {cfg.steps} SGD steps. At L={deepest}, step 0, ‖∂L/∂h_0‖/‖∂L/∂h_L‖: "
+            f"without BN at gain {cfg.layer_gain:g} {ej._geo([g['ratio'] for g in deep['gain']])} "
+            f"({stats.text(stats.summary([g['factor'] for g in deep['gain']]), '.3f')} per layer); with BN "
+            f"{ej._geo([g['ratio'] for g in deep['gain+bn']])} at gain {cfg.layer_gain:g} and "
+            f"{ej._geo([g['ratio'] for g in deep['normalised+bn']])} at gain {cfg.init_gain:g}. Raw 0-255 inputs "
+            f"without BN: {ej._outcome(runs['raw'][deepest])}; with BN: {ej._outcome(runs['raw+bn'][deepest])}.")
 
 
 def _numbers(cfg: Config, runs: dict) -> dict[str, Any]:
@@ -362,19 +195,3 @@ def _numbers(cfg: Config, runs: dict) -> dict[str, Any]:
                             "layer_ratio_step0": [layer_growth(r)["ratio"] for r in runs[cond][str(d)]],
                             "layer_factor_step0": [layer_growth(r)["factor"] for r in runs[cond][str(d)]]}
                     for d in cfg.depths} for cond in cfg.conditions}
-
-def _geo(values) -> str:
-    g = log_summary(values)["geo"]
-    return "n/a" if g is None else f"{g:.2g}"
-
-
-def _factor(growths) -> str:
-    return stats.text(stats.summary([g["factor"] for g in growths]), ".2f")
-
-
-def _outcome(recs: list[dict]) -> str:
-    """Training outcome of a condition's seeds, as text."""
-    bad = [where(r) for r in recs if r["nonfinite"]]
-    if bad:
-        return f"non-finite in {len(bad)}/{len(recs)} seeds (first: {bad[0]})"
-    return f"finite, gradient norm up to {max(growth(r) for r in recs):.2g}× step 0"

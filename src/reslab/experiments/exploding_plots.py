@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 
 from reslab.experiments.figures import colormap, save_all, subplots
-from reslab.experiments.exploding import max_finite
-from reslab.experiments.fcnets import floats
+from reslab.experiments.exploding_train import max_finite
+from reslab.experiments.fcnets import YANG_FACTOR, floats
 
 COLOURS = {"gain": "tab:red", "gain+bn": "tab:blue", "raw": "tab:brown", "raw+bn": "tab:purple",
            "normalised": "tab:orange", "normalised+bn": "tab:cyan"}
@@ -52,6 +52,12 @@ def _fig_layers(results: dict[str, Any]):
                 ls = np.arange(len(act))
                 top.semilogy(ls, act[-1] * cfg["layer_gain"] ** (ls[-1] - ls), "k--", lw=0.8,
                              label=f"expected: × {cfg['layer_gain']:g} per layer")
+        if "gain+bn" in shown:
+            act = _geo_rows([r["act_grad0"] for r in runs["gain+bn"][str(d)] if r["act_grad0"]])
+            if act is not None:
+                ls = np.arange(len(act))
+                top.semilogy(ls, act[-1] * YANG_FACTOR ** (ls[-1] - ls), "k:", lw=0.8,
+                             label=f"Yang et al. 2019 (BN): × {YANG_FACTOR:.3f} per layer")
         top.set(title=f"depth {d}, step 0: ‖∂L/∂h_l‖", xlabel="layer l (input → output)")
         bottom.set(title=f"depth {d}, step 0: ‖∂L/∂W_l‖", xlabel="layer l (input → output)")
     axes[0][0].set_ylabel("backpropagated gradient (geo. mean over seeds)")
