@@ -44,10 +44,13 @@ def create_model(name: str, pretrained: bool | str = False, checkpoint_path: str
         return _with_pretrained(s, pretrained if isinstance(pretrained, str) else tag, kwargs)
     model = s.build(**kwargs)
     if checkpoint_path is not None:
-        from reslab.weights.load import load_state_file
+        from reslab.weights.check import check_tensors, header_of
+        from reslab.weights.files import load_state_file
 
+        state = load_state_file(checkpoint_path)
+        check_tensors(header_of(state), model, checkpoint_path, name)  # names, shapes, floating-point dtypes
         try:
-            model.load_state_dict(load_state_file(checkpoint_path))
+            model.load_state_dict(state)
         except RuntimeError as err:
             raise ReslabError(f"{checkpoint_path}: the weights do not fit {name} "
                               f"({' '.join(str(err).split())[:200]})") from None

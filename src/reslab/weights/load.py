@@ -15,6 +15,8 @@ import torch
 from torch import nn
 
 from reslab.errors import ReslabError
+from reslab.weights.check import build_checked, header_of
+from reslab.weights.files import foreign_hint, load_state_file, read_safetensors, safetensors_header  # noqa: F401
 from reslab.weights.sources import SPEC, ModelCard, get_pinned
 
 FORMAT_KEY = "reslab_weights"  # safetensors metadata of converted weights: "1", plus "arch" and "card"
@@ -80,17 +82,17 @@ class LoadedModel:
 # --------------------------------------------------------------------------- reslab runs
 
 
-def _arch_from_config(cfg, state: dict[str, torch.Tensor], path: Path) -> dict:
+def _arch_from_config(cfg, found: dict, path: Path) -> dict:
+    """The create_model arguments of a run's weights: its config, and the head's and stem's
+    shapes in the file's header (a run may have trained on any number of classes/channels)."""
     from reslab.models.registry import spec
 
     s = spec(cfg.model)
-    if s.family == "mlp":
-        raise ReslabError(f"{path}: loading mlp weights is not supported")
     for key in ("stem.conv.weight", "head.fc.weight"):
-        if key not in state:
+        if key not in found or len(found[key][0]) < 2:
             raise ReslabError(f"{path}: the weights lack {key}; they are not a {cfg.model} saved by reslab")
-    arch = {"model": cfg.model, "num_classes": int(state["head.fc.weight"].shape[0]),
-            "in_channels": int(state["stem.conv.weight"].shape[1]), "width": cfg.width}
+    arch = {"model": cfg.model, "num_classes": int(found["head.fc.weight"][0][0]),
+            "in_channels": int(found["stem.conv.weight"][0][1]), "width": cfg.width}
     if s.residual:  # a plain net has no shortcut option to record
         arch["shortcut"] = cfg.shortcut
     return arch
@@ -105,20 +107,7 @@ def _run_card(cfg, path: Path) -> ModelCard:
                                     "weights, `reslab eval` recomputes them from the dataset"))
 
 
-def _build(arch: dict, state: dict[str, torch.Tensor], path: Path) -> nn.Module:
-    from reslab.models.registry import create_model
-
-    kwargs = {k: v for k, v in arch.items() if k != "model"}
-    model = create_model(arch["model"], **kwargs)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        first = " ".join(str(err).split())[:200]
-        raise ReslabError(f"{path}: the weights do not fit {arch['model']} ({first})") from None
-    return model.eval()
-
-
-def _from_run_state(cfg_dict: dict, state: dict, path: Path, iteration=None) -> LoadedModel:
+def _from_run_state(cfg_dict: dict, found: dict, read_state, path: Path, iteration=None) -> LoadedModel:
     from reslab.training.config import from_dict
 
     if not isinstance(cfg_dict, dict):
@@ -129,59 +118,48 @@ def _from_run_state(cfg_dict: dict, state: dict, path: Path, iteration=None) -> 
         raise ReslabError(f"{path}: its config is not valid: {err}") from None
     except (TypeError, AttributeError) as err:
         raise ReslabError(f"{path}: its config is not valid ({err})") from None
-    arch = _arch_from_config(cfg, state, path)
-    return LoadedModel(_build(arch, state, path), cfg, _run_card(cfg, path), arch, path, iteration)
+    arch = _arch_from_config(cfg, found, path)
+    return LoadedModel(build_checked(arch, found, read_state, path), cfg, _run_card(cfg, path), arch, path, iteration)
 
 
 # --------------------------------------------------------------------------- files
 
 
-def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    from safetensors import safe_open
-
+def _card(d, path: Path) -> ModelCard:
     try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            meta = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as err:  # noqa: BLE001 - safetensors raises its own error types
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ReslabError(f"{path}: not a readable safetensors file ({first[:160]})") from None
-    return state, meta
+        return ModelCard.from_dict(d)
+    except (TypeError, ValueError, AttributeError):
+        raise ReslabError(f"{path}: its 'card' metadata is not a model card") from None
 
 
 def _json(meta: dict, key: str, path: Path):
     try:
         return json.loads(meta[key])
+    except RecursionError:
+        raise ReslabError(f"{path}: its '{key}' metadata is nested too deeply") from None
     except (ValueError, TypeError) as err:
         raise ReslabError(f"{path}: its '{key}' metadata is not valid JSON ({err})") from None
 
 
 def _load_safetensors(path: Path) -> LoadedModel:
-    state, meta = read_safetensors(path)
+    found, meta = safetensors_header(path)
+
+    def read_state():
+        return read_safetensors(path)[0]
+
     if "config" in meta:  # written by the trainer: the resolved TrainConfig as JSON
-        return _from_run_state(_json(meta, "config", path), state, path)
+        return _from_run_state(_json(meta, "config", path), found, read_state, path)
     if FORMAT_KEY in meta:  # converted by `reslab weights import`
-        arch, card = _json(meta, "arch", path), ModelCard.from_dict(_json(meta, "card", path))
-        if not isinstance(arch, dict) or "model" not in arch:
-            raise ReslabError(f"{path}: its 'arch' metadata names no model")
-        return LoadedModel(_build(arch, state, path), None, card, arch, path)
+        arch, card = _json(meta, "arch", path), _card(_json(meta, "card", path), path)
+        return LoadedModel(build_checked(arch, found, read_state, path), None, card, arch, path)
     cfg_file = path.parent / "config.json"
     if cfg_file.is_file():  # a run's model.safetensors without metadata: the run's config.json
         try:
             cfg_dict = json.loads(cfg_file.read_text())
         except (OSError, ValueError) as err:
             raise ReslabError(f"{cfg_file}: not a readable config ({err})") from None
-        return _from_run_state(cfg_dict, state, path)
+        return _from_run_state(cfg_dict, found, read_state, path)
     raise ReslabError(f"{path}: no reslab metadata and no config.json beside it; cannot tell which model it holds")
-
-
-def _foreign_hint(obj) -> str:
-    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict) and \
-            any(str(k).startswith("module.layer1.") for k in obj["state_dict"]):
-        return "; it looks like an akamaster checkpoint: `reslab weights import akamaster MODEL --file PATH`"
-    if isinstance(obj, dict) and "layer1.0.conv1.weight" in obj and "fc.weight" in obj:
-        return "; it looks like a chenyaofo state dict: `reslab weights import chenyaofo-cifar10 MODEL --file PATH`"
-    return ""
 
 
 def _load_checkpoint(path: Path) -> LoadedModel:
@@ -189,9 +167,14 @@ def _load_checkpoint(path: Path) -> LoadedModel:
 
     obj = torch_load_safe(path)
     if not (isinstance(obj, dict) and isinstance(obj.get("model"), dict) and isinstance(obj.get("config"), dict)):
-        raise ReslabError(f"{path}: not a reslab checkpoint (no 'model' and 'config' entries){_foreign_hint(obj)}")
+        raise ReslabError(f"{path}: not a reslab checkpoint (no 'model' and 'config' entries){foreign_hint(obj)}")
+    state = obj["model"]
+    bad = next((k for k, v in state.items() if not isinstance(v, torch.Tensor)), None)
+    if bad is not None:
+        raise ReslabError(f"{path}: its model entry {str(bad)[:80]!r} is not a tensor")
     it = obj.get("iteration")
-    return _from_run_state(obj["config"], obj["model"], path, int(it) if isinstance(it, int) else None)
+    return _from_run_state(obj["config"], header_of(state), lambda: state, path,
+                           int(it) if isinstance(it, int) else None)
 
 
 def run_weights(run_dir: Path) -> Path:
@@ -281,20 +264,3 @@ def import_weights(source: str, model: str, *, file: str | Path | None = None, o
     loaded = pretrained(source, model, file=file, log=log)
     out = Path(out) if out is not None else weights_cache_dir() / loaded.card.source / f"{model}.safetensors"
     return save_converted(loaded, out)
-
-
-def load_state_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """The reslab state dict in a reslab checkpoint, a safetensors file, or a bare state dict."""
-    from reslab.weights.convert import torch_load_safe
-
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise ReslabError(f"{p}: no such checkpoint file")
-    if p.suffix == ".safetensors":
-        return read_safetensors(p)[0]
-    obj = torch_load_safe(p)
-    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
-        obj = obj["model"]
-    if not (isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values())):
-        raise ReslabError(f"{p}: holds no reslab state dict{_foreign_hint(obj)}")
-    return obj
