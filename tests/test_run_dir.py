@@ -381,3 +381,71 @@ def test_resumed_metrics_equal_uninterrupted_line_for_line(tmp_path, monkeypatch
     full, resumed = strip(read_metrics(tmp_path / "full")), strip(read_metrics(tmp_path / "cut"))
     assert [r["iteration"] for r in full] == [5, 10, 15, 20]
     assert resumed == full
+
+
+def _dead_pid() -> int:
+    """The PID of a process that has exited (and been reaped)."""
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_resume_sweeps_temporaries_of_killed_writers(tmp_path):
+    """A kill -9 during a checkpoint write leaves .latest.pt.tmpPID; the next resume removes it
+    (its writer is dead) and keeps one whose writer is alive (it may still be writing)."""
+    from reslab.training import rundir
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "latest.pt").write_bytes(b"checkpoint")
+    dead, alive = _dead_pid(), os.getpid()
+    leftover = run / "checkpoints" / f".latest.pt.tmp{dead}"
+    leftover.write_bytes(b"\0" * 2_200_000)  # a resnet20 checkpoint's size
+    root_leftover = run / f".metrics.jsonl.tmp{dead}"
+    root_leftover.write_text("{}\n")
+    live = run / "checkpoints" / f".best.pt.tmp{alive}"
+    live.write_bytes(b"being written")
+    unrelated = run / "checkpoints" / ".notes.tmpabc"
+    unrelated.write_text("not ours")
+    claimed = rundir.claim(run, resume=True)
+    claimed.release()
+    assert not leftover.exists() and not root_leftover.exists()
+    assert live.exists() and unrelated.exists() and (run / "checkpoints" / "latest.pt").read_bytes() == b"checkpoint"
+
+
+def test_refused_claim_sweeps_nothing(tmp_path):
+    """Without --resume the directory is refused and left exactly as it was."""
+    from reslab.training import rundir
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    leftover = run / "checkpoints" / f".latest.pt.tmp{_dead_pid()}"
+    leftover.write_bytes(b"x")
+    with pytest.raises(ReslabError, match="partial run"):
+        rundir.claim(run)
+    assert leftover.exists()
+
+
+def test_sweep_after_a_real_kill_during_the_checkpoint_write(tmp_path):
+    """The real thing: a process killed (SIGKILL) inside atomic_write leaves its temporary file;
+    fileio.sweep_temporaries removes it once the process is gone, and only then."""
+    from reslab.fileio import sweep_temporaries
+
+    target = tmp_path / "latest.pt"
+    code = ("import sys, time; from reslab.fileio import atomic_write\n"
+            "def slow(f):\n    f.write(b'x' * 1000); f.flush(); print('writing', flush=True); time.sleep(60)\n"
+            f"atomic_write({str(target)!r}, slow)\n")
+    env = {**os.environ, "PYTHONPATH": SRC}
+    p = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "writing"
+        tmp = tmp_path / f".latest.pt.tmp{p.pid}"
+        assert tmp.exists()
+        assert sweep_temporaries(tmp_path) == []  # the writer is alive: its file stays
+        p.send_signal(signal.SIGKILL)
+        p.wait(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert tmp.exists() and not target.exists()  # what kill -9 leaves
+    assert sweep_temporaries(tmp_path) == [tmp] and not tmp.exists()

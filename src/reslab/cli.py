@@ -12,6 +12,7 @@ import importlib
 import sys
 
 from reslab.errors import ReslabError
+from reslab.logs import cli_handler
 
 # Sub-commands listed first in `reslab --help`; any other module in reslab.commands
 # that defines add_parser() follows in alphabetical order.
@@ -60,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args = parser.parse_args(argv)
     try:
-        result = args.func(args)
+        with cli_handler():  # the library logs; a command shows its INFO records on stderr
+            result = args.func(args)
     except ReslabError as err:
         print(f"reslab {args.command}: error: {err}", file=sys.stderr)
         return 2
@@ -72,7 +74,37 @@ def main(argv: list[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as err:
+        if err.errno not in _USER_ERRNOS:
+            raise
+        print(f"reslab {args.command}: error: {_os_error_line(err)}", file=sys.stderr)
+        return 2
     return int(result or 0)
+
+
+def _user_errnos() -> frozenset[int]:
+    import errno
+
+    names = ("EROFS", "ENOSPC", "EACCES", "EPERM", "EDQUOT", "EEXIST", "ENOTDIR", "EISDIR")
+    return frozenset(getattr(errno, n) for n in names if hasattr(errno, n))
+
+
+# Errors of the user's disk, not of reslab: a read-only or full folder, a missing permission,
+# a file where a folder should be (or the reverse).
+_USER_ERRNOS = _user_errnos()
+
+
+def _os_error_line(err: OSError) -> str:
+    """One line naming the file (when the error carries one) and the problem."""
+    import errno
+
+    where = f"{err.filename}: " if err.filename else ""
+    why = err.strerror or " ".join(str(err).split())
+    if err.errno in (errno.EEXIST, errno.ENOTDIR):
+        why += " (a file is where a folder is needed; choose another path)"
+    elif err.errno == errno.EISDIR:
+        why += " (a folder is where a file is needed; choose another path)"
+    return f"{where}{why}"
 
 
 if __name__ == "__main__":

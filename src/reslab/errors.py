@@ -12,3 +12,18 @@ class ReslabError(ValueError):
 
 class DataFormatError(ReslabError):
     """A data file is malformed: wrong magic, truncated, inconsistent, or unsafe."""
+
+
+class OutputError(ReslabError, OSError):
+    """An output file could not be written (read-only folder, disk full, no permission).
+
+    Also an :class:`OSError` (with its ``errno``), so a best-effort writer that catches
+    ``OSError`` (a cache) still ignores it, while the CLI prints it as one line.
+    """
+
+    def __init__(self, message: str, errno: int | None = None):
+        super().__init__(message)
+        self.errno = errno
+
+    def __str__(self) -> str:
+        return str(self.args[0])

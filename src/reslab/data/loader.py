@@ -29,6 +29,9 @@ import torch.nn.functional as F
 from reslab.errors import ReslabError
 
 AUG_PAD = 4  # pixels of zero padding before the random crop (He et al. 2016 §4.2)
+# The largest pad_to: 16x a CIFAR image's side (ImageNet's 224 fits); beyond it one batch of
+# padded images alone would take gigabytes.
+MAX_PAD_TO = 512
 
 
 def channel_stats(images) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -96,6 +99,12 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return int(state.generate_state(1, dtype=np.uint64)[0])
 
 
+def check_pad_to(pad_to) -> None:
+    """``pad_to`` is None (no padding) or an image side in 1..MAX_PAD_TO; one line otherwise."""
+    if pad_to is not None and (type(pad_to) is not int or not 1 <= pad_to <= MAX_PAD_TO):
+        raise ReslabError(f"pad_to must be an image side in 1..{MAX_PAD_TO} pixels (or unset), got {str(pad_to)[:20]}")
+
+
 def _checked(images, labels, batch_size: int, pad_to: int | None, mean: Sequence[float] | None,
              std: Sequence[float] | None, rank: int, world_size: int):
     """:class:`DeviceLoader`'s arguments checked: ``(images, labels, mean, std)``, images and
@@ -111,6 +120,7 @@ def _checked(images, labels, batch_size: int, pad_to: int | None, mean: Sequence
     if world_size < 1 or not 0 <= rank < world_size:
         raise ReslabError(f"rank must be in [0, world_size), got rank={rank}, world_size={world_size}")
     _, c, h, w = images.shape
+    check_pad_to(pad_to)
     if pad_to is not None and (pad_to < h or pad_to < w):
         raise ReslabError(f"pad_to={pad_to} is smaller than the {h}x{w} images")
 

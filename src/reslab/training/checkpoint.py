@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from reslab.errors import ReslabError
-from reslab.fileio import atomic_path, atomic_write
+from reslab.fileio import atomic_write
 
 LATEST = "latest.pt"
 BEST = "best.pt"
@@ -254,10 +254,11 @@ def check_optimizer_state(sd: dict, opt: torch.optim.Optimizer, path: str | Path
 
 def export_safetensors(model: nn.Module, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
     """Write the bare model's weights and buffers as safetensors (atomic)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     path = Path(path)
     state = {k: v.detach().contiguous().cpu() for k, v in unwrap(model).state_dict().items()}
-    with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata=metadata)
+    # Serialised here and written by atomic_write: safetensors' own file writing reports a
+    # read-only or full disk as SafetensorError and leaves its own temporary file behind.
+    atomic_write(path, save(state, metadata=metadata))
     return path

@@ -15,31 +15,76 @@ from reslab.fileio import atomic_write
 METRICS_FILE = "metrics.jsonl"
 
 
+# A metrics.jsonl of a 64,000-iteration run with per-module gradient norms is a few MB;
+# anything this large is not one.
+MAX_METRICS_BYTES = 1 << 28
+_MAX_ITERATION = 2 ** 63
+
+
+def _row(line: str, i: int, path: Path) -> dict[str, Any]:
+    """One line as a metrics record (a JSON object whose ``iteration`` is an int >= 0), or
+    ValueError saying what is wrong."""
+    try:
+        row = json.loads(line)
+    except RecursionError:
+        raise ValueError("nests too deeply") from None
+    except ValueError as err:  # JSONDecodeError, or an integer of more than 4300 digits
+        raise ValueError("is not valid JSON" + (f" ({err.msg})" if isinstance(err, json.JSONDecodeError) else "")) \
+            from None
+    if not isinstance(row, dict):
+        raise ValueError(f"is a JSON {type(row).__name__}, not an object")
+    it = row.get("iteration")
+    if type(it) is not int or not 0 <= it < _MAX_ITERATION:
+        shown = " ".join(repr(it).split())[:40]
+        raise ValueError(f"has iteration {shown}; every line needs an integer iteration >= 0")
+    return row
+
+
 def _parse(lines: list[str], path: Path) -> list[dict[str, Any]]:
     rows = []
     for i, line in enumerate(lines):
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            if i == len(lines) - 1:  # a line cut short by a kill: drop it
+            rows.append(_row(line, i, path))
+        except ValueError as err:
+            if i == len(lines) - 1 and "not valid JSON" in str(err):  # a line cut short by a kill: drop it
                 break
-            raise ReslabError(f"{path}: line {i + 1} is not valid JSON") from None
+            raise ReslabError(f"{path}: line {i + 1} {err}; the file is damaged or not a reslab metrics file") \
+                from None
     return rows
+
+
+def _read_lines(path: Path) -> list[str]:
+    """The file's lines, refused in one line when too large or not UTF-8."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_METRICS_BYTES + 1)
+    except OSError as err:
+        raise ReslabError(f"{path}: cannot read ({err.strerror or err})") from None
+    if len(data) > MAX_METRICS_BYTES:
+        raise ReslabError(f"{path}: more than {MAX_METRICS_BYTES} bytes; not a reslab metrics file")
+    try:
+        return data.decode("utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        raise ReslabError(f"{path}: line {line} is not UTF-8 text (byte 0x{data[err.start]:02x}); "
+                          "the file is damaged or not a reslab metrics file") from None
 
 
 def truncate_after(path: Path, iteration: int) -> None:
     """Drop lines logged after ``iteration`` (a resumed run logs them again), atomically."""
     if not path.is_file():
         return
-    keep = [r for r in _parse(path.read_text().splitlines(), path) if r.get("iteration", 0) <= iteration]
+    keep = [r for r in _parse(_read_lines(path), path) if r["iteration"] <= iteration]
     atomic_write(path, "".join(json.dumps(r) + "\n" for r in keep))
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The records of ``RUN_DIR/metrics.jsonl`` (none if there is no such file); a damaged
+    file is one line naming it and the first bad line."""
     path = Path(run_dir) / METRICS_FILE
-    return _parse(path.read_text().splitlines(), path) if path.is_file() else []
+    return _parse(_read_lines(path), path) if path.is_file() else []
 
 
 class MetricsLogger:

@@ -58,6 +58,10 @@ def load(run_dir: Path) -> tuple[dict, TrainConfig]:
             k = diff[0]
             raise ReslabError(f"{path}: belongs to another run: its config differs from {saved} in "
                               f"{', '.join(diff[:5])} (e.g. {k} {mine[k]!r} vs {on_disk.get(k)!r}); not resuming")
+    # The resumed run rewrites metrics.jsonl; a damaged one is refused now, before anything is written.
+    from reslab.training.metrics import read_metrics
+
+    read_metrics(run_dir)
     return state, cfg
 
 

@@ -24,6 +24,7 @@ import shutil
 from pathlib import Path
 
 from reslab.errors import ReslabError
+from reslab.fileio import sweep_temporaries
 
 LOCK_FILE = ".reslab.lock"
 # What makes a directory a (finished or partial) reslab run.
@@ -166,4 +167,7 @@ def claim(run_dir: str | Path, *, resume: bool = False, overwrite: bool = False)
         claimed.release()
         raise
     claimed._stale = stale
+    if resume:  # what a kill -9 during an atomic write left (e.g. checkpoints/.latest.pt.tmpPID)
+        for folder in (run_dir, run_dir / "checkpoints"):
+            sweep_temporaries(folder)
     return claimed
