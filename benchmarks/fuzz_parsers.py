@@ -253,7 +253,87 @@ def _apply(buf: bytearray, edits):
     return buf
 
 
+def _peak_cases() -> dict[str, list[tuple[str, bytes]]]:
+    """The hostile inputs by parser, named, plus damaged metrics.jsonl files and the published
+    CIFAR form (a valid input, as the yardstick)."""
+    from datafiles import cifar_batch
+
+    named = {t: [(f"{t} #{i}", d) for i, d in enumerate(ds)] for t, ds in hostile_cases(quick=False).items()}
+    named["cifar"].append(("cifar published form, 10,000 images (valid)", cifar_batch(10_000, 10, seed=0)[0]))
+    named["metrics"] = [("metrics [1]", b'{"iteration": 1}\n[1]\n'), ("metrics NaN", b'{"iteration": NaN}\n{}\n'),
+                        ("metrics not UTF-8", b'{"iteration": 1}\n\xff\n'),
+                        ("metrics 50 MB line", b'{"iteration": 1, "x": "' + b"a" * (50 << 20) + b'"}\n{}\n'),
+                        ("metrics nested 10^6", b"[" * 1_000_000 + b"\n{}\n")]
+    return named
+
+
+def _one_peak(target: str, data: bytes) -> str:
+    """Runs in a forked child: parse ``data``; returns the outcome as one line."""
+    import tempfile
+
+    from reslab.data import formats
+    from reslab.errors import ReslabError
+    from reslab.training.metrics import read_metrics
+
+    try:
+        if target == "idx":
+            formats.parse_idx_images(data, "f")
+        elif target == "gunzip":
+            formats.gunzip(data, "f")
+        elif target == "cifar":
+            formats.parse_cifar_batch(data, "f", "labels", 10)
+        else:
+            with tempfile.TemporaryDirectory() as d:
+                Path(d, "metrics.jsonl").write_bytes(data)
+                read_metrics(d)
+        return "ok"
+    except ReslabError as err:
+        return "error: " + str(err)[:110]
+    except BaseException as err:  # noqa: BLE001 - reported as a crash
+        return f"CRASH {type(err).__name__}: {str(err)[:100]}"
+
+
+def peaks() -> int:
+    """Each hostile input in its own forked child; its peak RSS from wait4 (ru_maxrss), less
+    the child's RSS before parsing.  Prints a Markdown table (RESULTS.md's hostile section)."""
+    import datafiles  # noqa: F401
+
+    import reslab.data.formats  # noqa: F401
+    import reslab.training.metrics  # noqa: F401
+    cases = _peak_cases()
+    print(f"machine: {machine()}")
+    print("| parser | case | outcome | peak RSS over baseline (MB) | seconds |")
+    print("|---|---|---|---|---|")
+    crashed = 0
+    for target, items in cases.items():
+        for name, data in items:
+            r, w = os.pipe()
+            t0 = time.time()
+            pid = os.fork()
+            if pid == 0:  # child
+                os.close(r)
+                base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+                out = _one_peak(target, data)
+                os.write(w, f"{base}\t{out}".encode()[:4000])
+                os._exit(0)
+            os.close(w)
+            msg = os.read(r, 4096).decode(errors="replace")
+            os.close(r)
+            _, _, usage = os.wait4(pid, 0)
+            base, _, outcome = msg.partition("\t")
+            crashed += outcome.startswith("CRASH") or not outcome
+            extra = (usage.ru_maxrss - int(base or 0)) / 1024
+            print(f"| {target} | {name} ({len(data):,} B) | {' '.join(outcome.split())[:90]} | {extra:.1f} | "
+                  f"{time.time() - t0:.2f} |", flush=True)
+    return 1 if crashed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if "--peaks" in argv:  # one child per hostile input, peak memory each
+        sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
+        return peaks()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--examples", type=int, default=2000, help="hypothesis examples per parser")
     ap.add_argument("--case-seconds", type=float, default=10.0, help="time limit per case")
