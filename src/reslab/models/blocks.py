@@ -34,6 +34,7 @@ class ZeroPadShortcut(nn.Module):
         super().__init__()
         if out_ch < in_ch:
             raise ValueError(f"option A cannot shrink channels ({in_ch} -> {out_ch})")
+        self.in_ch = in_ch
         self.extra = out_ch - in_ch
         self.stride = stride
 
