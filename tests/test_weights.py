@@ -208,10 +208,10 @@ def offline(tmp_path, monkeypatch):
     monkeypatch.delenv("RESLAB_WEIGHTS_MIRROR", raising=False)
     real = store.fetch
 
-    def guarded(url, dest, timeout=None):
+    def guarded(url, dest, *args, **kwargs):
         if not (url.startswith("file://") or url.startswith("http://127.0.0.1:")):
             raise urllib.error.URLError("network disabled in tests")
-        return real(url, dest)
+        return real(url, dest, *args, **kwargs)
 
     monkeypatch.setattr(store, "fetch", guarded)
 

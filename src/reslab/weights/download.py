@@ -4,7 +4,7 @@ Same discipline as the dataset store (:mod:`reslab.data.store`, whose ``fetch`` 
 ``cache_root`` this uses): each file lands under a temporary ``.part`` name and is renamed
 into place only after its SHA-256 matches the pinned one; a mismatching or broken
 download is deleted and raises.  ``$RESLAB_WEIGHTS_MIRROR`` (a folder URL, ``file://``
-works) stands in for the publishers' addresses.
+works, or a plain folder path) stands in for the publishers' addresses.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import hashlib
 import http.client
 import os
 import shutil
+import time
 import urllib.error
 from pathlib import Path
 
@@ -59,24 +60,32 @@ def cached_path(src: Source, pf: PinnedFile) -> Path:
     return weights_cache_dir() / src.name / pf.filename
 
 
-def fetch_pinned(source: str, model: str, *, base_url: str | None = None, log=None) -> Path:
-    """The verified original file for ``source``/``model``, downloaded if not cached."""
+def fetch_pinned(source: str, model: str, *, base_url: str | None = None, log=None,
+                 max_bytes: int | None = None, deadline_s: float = store.DOWNLOAD_DEADLINE_S,
+                 timeout: float = store.DOWNLOAD_TIMEOUT_S) -> Path:
+    """The verified original file for ``source``/``model``, downloaded if not cached.
+
+    Bounded like the dataset downloads (:func:`reslab.data.store.fetch`): at most
+    ``max_bytes`` (default: the pinned file's size with a margin), ``deadline_s`` seconds in
+    all, ``timeout`` seconds for any one network wait (a stalled server).  ``.part`` files
+    left by killed earlier downloads are removed first."""
     src, pf = get_pinned(source, model)
     final = cached_path(src, pf)
     if final.is_file() and hash_matches(sha256_file(final), pf.sha256):
         return final
-    base = base_url or os.environ.get("RESLAB_WEIGHTS_MIRROR")
-    url = base.rstrip("/") + "/" + pf.filename if base else pf.url
+    url = mirror_url(pf, base_url)
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ReslabError(f"cannot create the weights cache {final.parent}: {err.strerror or err}") from None
+    store.sweep_partial_downloads(final.parent)
     tmp = final.with_name(f".{pf.filename}.{os.getpid()}.part")
     if log:
         log(f"downloading {url} -> {final}")
     try:
         try:
-            store.fetch(url, tmp)
+            store.fetch(url, tmp, timeout, max_bytes=pf.max_bytes if max_bytes is None else max_bytes,
+                        deadline=time.monotonic() + deadline_s)
         except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as err:
             reason = getattr(err, "reason", None) or err
             raise ReslabError(f"{url}: download failed ({reason}); fetch it by hand and run "
@@ -91,6 +100,17 @@ def fetch_pinned(source: str, model: str, *, base_url: str | None = None, log=No
     return final
 
 
+def mirror_url(pf: PinnedFile, base_url: str | None = None) -> str:
+    """Where to fetch ``pf``: ``base_url`` or ``$RESLAB_WEIGHTS_MIRROR`` (a URL, or a plain
+    folder path) in place of the publisher's folder."""
+    base = base_url or os.environ.get("RESLAB_WEIGHTS_MIRROR")
+    if not base:
+        return pf.url
+    if "://" not in base:  # a plain folder: as a file:// URL
+        base = Path(base).expanduser().resolve().as_uri()
+    return base.rstrip("/") + "/" + pf.filename
+
+
 def cache_copy(path: str | Path, source: str, model: str) -> Path:
     """Verify a hand-fetched copy of ``source``/``model`` and keep it in the cache (atomic),
     where :func:`fetch_pinned` and ``create_model(pretrained=...)`` find it."""
@@ -102,6 +122,7 @@ def cache_copy(path: str | Path, source: str, model: str) -> Path:
     tmp = final.with_name(f".{pf.filename}.{os.getpid()}.part")
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
+        store.sweep_partial_downloads(final.parent)
         shutil.copyfile(path, tmp)
         os.replace(tmp, final)
     except OSError as err:

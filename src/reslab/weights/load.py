@@ -238,7 +238,12 @@ def pretrained(source: str, model: str, *, file: str | Path | None = None, log=N
         path = cache_copy(file, src.name, model)  # verified, then kept for create_model(pretrained=...)
     else:
         path = fetch_pinned(src.name, model, log=log)
-    return LoadedModel(convert_file(src, model, path), None, src.card(model), imported_arch(src.name, model), path)
+    try:
+        net = convert_file(src, model, path)
+    except ReslabError:
+        path.unlink(missing_ok=True)  # the right hash, yet not convertible: no use to anyone in the cache
+        raise
+    return LoadedModel(net, None, src.card(model), imported_arch(src.name, model), path)
 
 
 def save_converted(loaded: LoadedModel, out: str | Path) -> Path:

@@ -100,6 +100,17 @@ class ModelCard:
         return out
 
 
+SIZE_MARGIN, SIZE_SLACK = 1.25, 1 << 20
+MAX_UNKNOWN_BYTES = 256 << 20  # a pinned file of no stated size: above ResNet-1202's 78 MB
+
+# Tensor bytes per (shortcut, classes, depth): the state dict of the converted reslab model.
+_TENSOR_BYTES = {
+    ("A", 10): {20: 1084544, 32: 1865952, 44: 2647360, 56: 3428768, 110: 6945104, 1202: 78053232},
+    ("B", 10): {20: 1096336, 32: 1877744, 44: 2659152, 56: 3440560},
+    ("B", 100): {20: 1119736, 32: 1901144, 44: 2682552, 56: 3463960},
+}
+
+
 @dataclass(frozen=True)
 class PinnedFile:
     """One published weight file: where it is and the hash it must have."""
@@ -108,6 +119,14 @@ class PinnedFile:
     url: str
     sha256: str       # 64 hex digits (full) or 8 (prefix from the file name)
     reported: str     # the authors' number, as they state it
+    # Bytes of the tensors the file holds (the float32 state dict of the model it converts to,
+    # computed from reslab's model: the files' exact sizes were not at hand).  Downloads are
+    # capped at SIZE_MARGIN times this plus SIZE_SLACK for the pickle's framing.
+    size: int | None = None
+
+    @property
+    def max_bytes(self) -> int:
+        return int(self.size * SIZE_MARGIN) + SIZE_SLACK if self.size else MAX_UNKNOWN_BYTES
 
     @property
     def filename(self) -> str:
@@ -148,12 +167,14 @@ class Source:
 def _aka(depth: int, sha: str, err: str) -> PinnedFile:
     prefix = sha[:8]
     return PinnedFile(f"resnet{depth}", f"{AKAMASTER_REPO}/raw/master/pretrained_models/resnet{depth}-{prefix}.th",
-                      sha, f"test error {err}% on CIFAR-10 (top-1 {100 - float(err):.2f}%)")
+                      sha, f"test error {err}% on CIFAR-10 (top-1 {100 - float(err):.2f}%)",
+                      _TENSOR_BYTES["A", 10][depth])
 
 
 def _chen(dataset: str, depth: int, prefix: str, top1: str) -> PinnedFile:
     return PinnedFile(f"resnet{depth}", f"{CHENYAOFO_REPO}/releases/download/resnet/{dataset}_resnet{depth}-{prefix}.pt",
-                      prefix, f"top-1 accuracy {top1}% on {'CIFAR-10' if dataset == 'cifar10' else 'CIFAR-100'}")
+                      prefix, f"top-1 accuracy {top1}% on {'CIFAR-10' if dataset == 'cifar10' else 'CIFAR-100'}",
+                      _TENSOR_BYTES["B", 10 if dataset == "cifar10" else 100][depth])
 
 
 _IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
