@@ -63,7 +63,7 @@ def part_raw_update(cfg, runs: dict) -> dict[str, Any]:
         "during optimisation on raw inputs, the gradient makes updates larger than the weights themselves",
         f"in every seed and depth, some SGD update before the run turns non-finite changes the first layer's "
         f"weights by ≥ {u:g}× their norm (‖ΔW_0‖/‖W_0‖)",
-        all(max_update(r) >= u for d in cfg.depths for r in raw[str(d)]),  # NaN (no update) fails
+        _at_least([max_update(r) for d in cfg.depths for r in raw[str(d)]], u),
         "; ".join(f"L={d}: first update ‖ΔW_0‖/‖W_0‖ {_first_updates(raw[str(d)])} (normalised inputs "
                   f"{_first_updates(runs['normalised'][str(d)])}), largest {_gs([max_update(r) for r in raw[str(d)]])}, "
                   f"gradient norm up to {_gs([growth(r) for r in raw[str(d)]])}× step 0" for d in cfg.depths),
@@ -171,6 +171,14 @@ def finding_weight_level(cfg, runs: dict) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- helpers
+
+def _at_least(values: list[float], u: float) -> bool | None:
+    """Every value ≥ u: True; some value below u: False; else (a run overflowed before its
+    first update, so there is none to read) None."""
+    if all(v >= u for v in values):
+        return True
+    return False if any(v < u for v in values) else None
+
 
 def _ratios(recs: list, start: int) -> list[float]:
     return [layer_growth(r, start)["ratio"] for r in recs]
