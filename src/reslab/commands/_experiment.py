@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from reslab.errors import ReslabError
+from reslab import logs
 from reslab.experiments import base, load, run_and_save
 
 
@@ -40,7 +41,7 @@ def run_one(name: str, args, overrides: dict[str, Any] | None = None, say=None) 
     check_common(args)
     module = load(name)
     cfg = module.config_for(args.scale, args.seeds, threads=args.threads, **(overrides or {}))
-    results = run_and_save(name, cfg, args.out, say=say or base.stderr_progress(), quiet=args.quiet,
+    results = run_and_save(name, cfg, args.out, say=say or logs.progress(), quiet=args.quiet,
                            data_dir=args.data_dir)
     print(base.verdict_line(results))
     return results

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+from reslab import logs
 from reslab.commands._experiment import add_common_args, check_common
 
 NAME = "looks_linear"
@@ -39,7 +40,7 @@ def run(args) -> int:
     overrides = {"depths": tuple(args.depths) if args.depths else None, "width": args.width,
                  "train_iterations": args.train_iterations}
     cfg = module.config_for(args.scale, args.seeds, threads=args.threads, **overrides)
-    ctx = base.Context(Path(args.out) / NAME, say=base.stderr_progress(), quiet=args.quiet, data_dir=args.data_dir)
+    ctx = base.Context(Path(args.out) / NAME, say=logs.progress(), quiet=args.quiet, data_dir=args.data_dir)
     with base.torch_threads(cfg.threads):
         results = module.run(cfg, ctx)
     base.save_results(results, ctx.out_dir)

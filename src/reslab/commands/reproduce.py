@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from reslab import logs
 from reslab.commands._experiment import add_common_args, check_common
 from reslab.experiments import EXPERIMENTS, base, load, run_and_save
 
@@ -31,7 +32,7 @@ def run(args) -> int:
         module = load(name)
         scale = args.scale if args.scale in module.Config.scales else "quick"
         configs[name] = module.config_for(scale, args.seeds, threads=args.threads)
-    say = base.stderr_progress()
+    say = logs.progress()
     t0 = time.perf_counter()
     for i, (name, cfg) in enumerate(configs.items(), 1):
         say(f"[{i}/{len(names)}] {name} ({cfg.scale}): {load(name).CLAIM.split(':')[0][:90]}")

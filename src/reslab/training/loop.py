@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from reslab.errors import ReslabError
+from reslab.logs import shown
 from reslab.training import checkpoint as ckpt
 from reslab.training import distributed as D
 from reslab.training import rundir
@@ -59,7 +60,11 @@ def train(cfg: TrainConfig | dict | None = None, out: str | Path | None = None, 
 
     The run directory belongs to this run while it lasts (an exclusive lock, see
     :mod:`reslab.training.rundir`).  A fresh run needs a missing or empty directory; one
-    that already holds a run needs ``resume`` or ``overwrite`` (which replaces that run)."""
+    that already holds a run needs ``resume`` or ``overwrite`` (which replaces that run).
+
+    Output goes to the ``reslab`` logger (:mod:`reslab.logs`).  ``quiet=True`` prints nothing
+    (records still reach handlers the application set up); ``quiet=False`` shows a progress bar
+    when stderr is a terminal and, if no logging is set up, the run's lines on stderr."""
     if resume and overwrite:
         raise ReslabError("--resume continues a run, --overwrite starts it over; choose one")
     if resume:
@@ -74,24 +79,31 @@ def train(cfg: TrainConfig | dict | None = None, out: str | Path | None = None, 
     info = D.from_env()
     claimed, claim_error = _claim(run_dir, info, resume, overwrite)
     try:
-        state = None
-        if resume:  # the run's config is the one it was started with
-            state, cfg = load_resume(run_dir)
-        device = D.pick_device(cfg.device, info)
-        D.setup(info, device)
-        try:
-            if info.enabled and D.any_rank(claim_error is not None, device):
-                raise claim_error or ReslabError(f"--out {run_dir}: rank 0 refused the run directory "
-                                                 "(its message says why)")
-            result = _train(cfg, run_dir, state, info, device, quiet, claimed)
-        except BaseException:
-            D.teardown(info)  # no barrier here: the other ranks may never reach it
-            raise
-        D.teardown(info, barrier=True)
-        return result
+        with shown(quiet):  # quiet=False with no logging set up: the run's lines on stderr
+            return _run(cfg, run_dir, resume, info, quiet, claimed, claim_error)
     finally:
         if claimed is not None:
             claimed.release()
+
+
+def _run(cfg: TrainConfig | None, run_dir: Path, resume: bool, info: D.DistInfo, quiet: bool,
+         claimed: rundir.RunDir | None, claim_error: ReslabError | None) -> TrainResult:
+    """Set up the device (and the process group under DDP), train, tear down."""
+    state = None
+    if resume:  # the run's config is the one it was started with
+        state, cfg = load_resume(run_dir)
+    device = D.pick_device(cfg.device, info)
+    D.setup(info, device)
+    try:
+        if info.enabled and D.any_rank(claim_error is not None, device):
+            raise claim_error or ReslabError(f"--out {run_dir}: rank 0 refused the run directory "
+                                             "(its message says why)")
+        result = _train(cfg, run_dir, state, info, device, quiet, claimed)
+    except BaseException:
+        D.teardown(info)  # no barrier here: the other ranks may never reach it
+        raise
+    D.teardown(info, barrier=True)
+    return result
 
 
 def _claim(run_dir: Path, info: D.DistInfo, resume: bool, overwrite: bool):
@@ -131,7 +143,7 @@ def _announce(run: RunState) -> None:
                     f"{run.data.num_val} val images), {cfg.iterations} iterations of {cfg.batch_size} images, "
                     f"{run.device}{' x' + str(info.world_size) if info.enabled else ''}, bf16 autocast "
                     f"{'on' if run.bf16 else 'off'}, channels_last {'on' if cfg.channels_last else 'off'} "
-                    f"-> {run.run_dir}")
+                    f"-> {run.run_dir}; logging to {run.log.outputs}")
 
 
 def _batches(run: RunState):

@@ -1,11 +1,10 @@
-"""Where training numbers go: ``metrics.jsonl`` (always), TensorBoard (when installed),
-and a progress bar or plain log lines on the terminal."""
+"""Where training numbers go: ``metrics.jsonl`` (always), and the sinks of
+:mod:`reslab.training.loggers` (TensorBoard, W&B when installed; a progress bar or log records)."""
 
 from __future__ import annotations
 
 import json
-import sys
-import time
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -88,32 +87,17 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
 
 
 class MetricsLogger:
-    """Rank 0's writer.  Other ranks get ``enabled=False`` and write nothing."""
+    """Rank 0's writer: ``metrics.jsonl``, plus the sinks of :mod:`reslab.training.loggers`
+    (terminal, TensorBoard, W&B).  Other ranks get ``enabled=False`` and write nothing."""
 
     def __init__(self, run_dir: Path, total: int, start: int, *, enabled: bool, quiet: bool):
+        from reslab.training.loggers import Terminal, open_sinks
+
         self.enabled, self.quiet = enabled, quiet
         self.path = run_dir / METRICS_FILE
         self._file = open(self.path, "a") if enabled else None
-        self._tb = None
-        self._bar = None
-        if not enabled:
-            return
-        try:
-            from torch.utils.tensorboard import SummaryWriter  # optional extra: reslab[tensorboard]
-
-            self._tb = SummaryWriter(str(run_dir / "tb"), purge_step=start)
-        except ImportError:
-            pass
-        if not quiet:
-            from tqdm.auto import tqdm  # a notebook widget in Jupyter, the text bar elsewhere
-
-            kw = dict(total=total, initial=start, unit="it", dynamic_ncols=True, file=sys.stderr, smoothing=0.1)
-            try:
-                self._bar = tqdm(**kw)
-            except ImportError:  # Jupyter without ipywidgets: the notebook bar cannot show
-                from tqdm import tqdm as text_tqdm
-
-                self._bar = text_tqdm(**kw)
+        self._sinks, self.outputs = ([], "") if not enabled else open_sinks(run_dir, start)
+        self._terminal = Terminal(total, start, quiet) if enabled else None
 
     def log(self, record: dict[str, Any]) -> None:
         if not self.enabled:
@@ -121,37 +105,20 @@ class MetricsLogger:
         record = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in record.items()}  # dicts as given
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
-        if self._tb is not None:
-            for k, v in record.items():
-                if isinstance(v, (int, float)) and k not in ("iteration", "epoch"):
-                    self._tb.add_scalar(k, v, record["iteration"])
-                elif isinstance(v, dict):  # grad_norms: one scalar per module, grad_norms/<module>
-                    for name, x in v.items():
-                        self._tb.add_scalar(f"{k}/{name or 'root'}", x, record["iteration"])
-        if self.quiet:
-            parts = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}=({len(v)} modules)"
-                             if isinstance(v, dict) else f"{k}={v}" for k, v in record.items())
-            print(f"{time.strftime('%H:%M:%S')} {parts}", file=sys.stderr, flush=True)
-        elif self._bar is not None:
-            short = {"loss": "train_loss", "err": "train_error", "val": "val_error", "img/s": "images_per_s"}
-            self._bar.set_postfix({k: f"{record[v]:.3g}" for k, v in short.items() if v in record}, refresh=False)
+        for sink in (*self._sinks, self._terminal):
+            sink.log(record)
 
     def step(self, n: int = 1) -> None:
-        if self._bar is not None:
-            self._bar.update(n)
+        if self._terminal is not None:
+            self._terminal.step(n)
 
     def message(self, text: str) -> None:
-        if not self.enabled:
-            return
-        if self._bar is not None:
-            self._bar.write(text, file=sys.stderr)
-        else:
-            print(text, file=sys.stderr, flush=True)
+        if self.enabled:
+            logging.getLogger("reslab.train").info(text)
 
     def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-        if self._tb is not None:
-            self._tb.close()
+        for sink in (self._terminal, *self._sinks):
+            if sink is not None:
+                sink.close()
         if self._file is not None:
             self._file.close()
