@@ -12,12 +12,18 @@ def _flags(p) -> None:
     p.add_argument("--iterations", type=int, help="iterations per net")
     p.add_argument("--train-subset", type=int, help="training images used")
     p.add_argument("--width", type=float, help="multiplier of the paper's 16/32/64 filters")
+    p.add_argument("--batch-size", type=int, help="images per iteration")
+    p.add_argument("--workers", type=int, help="processes training at once (each with --threads threads)")
+    p.add_argument("--bank-size", type=int, help="seeds trained together as one bank (default: all)")
+    p.add_argument("--no-bank", action="store_true", help="train every seed as a separate run")
     p.add_argument("--device", help="auto, cpu, cuda")
 
 
 def _overrides(args) -> dict:
     return dict(depths=tuple(args.depths) if args.depths else None, recipe=args.recipe, dataset=args.dataset,
-                iterations=args.iterations, train_subset=args.train_subset, width=args.width, device=args.device)
+                iterations=args.iterations, train_subset=args.train_subset, width=args.width, device=args.device,
+                batch_size=args.batch_size, workers=args.workers, bank_size=args.bank_size,
+                bank=False if args.no_bank else None)
 
 
 def add_parser(sub) -> None:
@@ -25,7 +31,8 @@ def add_parser(sub) -> None:
         sub, "degradation", extra=_flags, overrides=_overrides,
         help="the degradation problem: plain-56 trains worse than plain-20, ResNet-56 better than ResNet-20",
         description="Train plain and residual nets of several depths on the same data, budget and seeds; "
-                    "judge 'deeper plain nets train worse' and 'deeper ResNets train better' separately, "
-                    "with 95% confidence intervals over seeds; plot He et al. Fig. 6-style curves.  "
-                    "quick: about 7 minutes on 2 CPU cores; medium: the budget near convergence "
-                    "(see benchmarks/RESULTS.md); full: CIFAR-10 with the he2016 recipe.")
+                    "judge each part of He et al.'s claim (deeper plain nets train worse, the constructed solution beats "
+                    "what the solver finds, deeper ResNets train better) with paired 95% intervals over seeds; "
+                    "each net's seeds train together as one bank; plot He et al. Fig. 6-style curves.  "
+                    "quick: the main job's budget (benchmarks/RESULTS.md); medium: nearer convergence; "
+                    "full: CIFAR-10 with the he2016 recipe.")

@@ -66,8 +66,10 @@ def bank_fallback(cfg: TrainConfig, device: torch.device | None = None) -> str |
     device = device or torch.device("cpu")
     if device.type != "cpu":
         return "on a GPU one net already fills the device: separate runs"
-    if cfg.amp == "bf16":
-        return "bf16 autocast (AMX/AVX512-BF16 CPUs): grouped convolutions lose their gain there; separate runs"
+    from reslab.training.setup import use_bf16
+
+    if use_bf16(cfg, device):
+        return "bf16 autocast (amp=bf16, or amp=auto on a CPU with native bf16): banks run fp32; separate runs"
     if cfg.warmup_lr is not None:
         return "the warm-up watches each run's own training error; separate runs"
     if cfg.accum_steps != 1 or cfg.compile or cfg.probe_every:
