@@ -396,7 +396,7 @@ def test_create_model_pretrained_and_load_model_spec(tmp_path, monkeypatch):
     u8 = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
     mean, std = torch.tensor(card.mean).view(1, 3, 1, 1), torch.tensor(card.std).view(1, 3, 1, 1)
     assert torch.allclose(loaded.preprocess(u8), (u8.float() / 255 - mean) / std)
-    for bad, msg in ((dict(pretrained="akamaster", num_classes=100), "num_classes=10"),
+    for bad, msg in ((dict(pretrained="akamaster", in_channels=1), "in_channels=3"),
                      (dict(pretrained="akamaster", shortcut="B"), "shortcut='A'"),
                      (dict(pretrained="nobody"), "unknown weight source"),
                      (dict(pretrained=True, checkpoint_path="x.pt"), "not both")):

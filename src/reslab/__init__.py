@@ -10,8 +10,7 @@
 __version__ = "0.1.0"
 
 from reslab.errors import DataFormatError, ReslabError  # noqa: E402
-from reslab.models import list_models  # noqa: E402
-from reslab.weights.builder import create_model  # noqa: E402
+from reslab.weights.builder import create_model, list_models  # noqa: E402
 
 __all__ = ["__version__", "create_model", "list_models", "train", "evaluate", "TrainConfig",
            "load_model", "LoadedModel", "probe", "ReslabError", "DataFormatError"]

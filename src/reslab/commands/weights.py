@@ -40,14 +40,14 @@ def add_parser(sub) -> None:
 
 
 def run_list(args) -> int:
-    from reslab.weights.download import cached_path, weights_cache_dir
+    from reslab.weights.download import is_cached, weights_cache_dir
     from reslab.weights.sources import SOURCES
 
     print(f"{'source':<19} {'model':<11} {'shortcut':<8} {'reported (by the authors)':<44} {'pinned':<14} cached")
     for src in SOURCES.values():
         for pf in src.files.values():
             pinned = "sha256" if pf.full_hash else f"prefix {pf.sha256}"
-            cached = "yes" if cached_path(src, pf).is_file() else "no"
+            cached = "yes" if is_cached(src, pf) else "no"
             print(f"{src.name:<19} {pf.model:<11} {src.shortcut:<8} {pf.reported:<44} {pinned:<14} {cached}")
     print(f"cache: {weights_cache_dir()}; licenses: akamaster BSD-2-Clause, chenyaofo BSD-3-Clause")
     return 0

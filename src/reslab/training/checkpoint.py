@@ -8,6 +8,7 @@ either the old checkpoint or the new one, never half of one.
 
 from __future__ import annotations
 
+import os
 import pickle
 import random
 from pathlib import Path
@@ -261,4 +262,19 @@ def export_safetensors(model: nn.Module, path: str | Path, metadata: dict[str, s
     # Serialised here and written by atomic_write: safetensors' own file writing reports a
     # read-only or full disk as SafetensorError and leaves its own temporary file behind.
     atomic_write(path, save(state, metadata=metadata))
+    os.chmod(path, new_file_mode())  # as any new file: a temporary file's 0o600 must not stick
     return path
+
+
+def new_file_mode() -> int:
+    """The mode ``open()`` gives a new file: 0o666 less the process umask."""
+    try:
+        with open("/proc/self/status") as f:  # reads the umask without changing it (Linux)
+            for line in f:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask

@@ -7,6 +7,8 @@ a safetensors file or a bare state dict) on top, so that the models import nothi
 
 from __future__ import annotations
 
+import fnmatch
+import logging
 import sys
 
 from torch import nn
@@ -14,6 +16,9 @@ from torch import nn
 from reslab.errors import ReslabError
 from reslab.models.registry import spec
 from reslab.models.spec import ModelSpec
+
+log = logging.getLogger("reslab")
+HEAD = "head.fc."  # the classifier of every registered ResNet, replaced when num_classes differs
 
 
 def create_model(name: str, pretrained: bool | str = False, checkpoint_path: str | None = None,
@@ -58,8 +63,7 @@ def create_model(name: str, pretrained: bool | str = False, checkpoint_path: str
 
 
 def _with_pretrained(s: ModelSpec, source: str | None, kwargs: dict) -> nn.Module:
-    from reslab.weights.convert import convert_state, torch_load_safe, unwrap_source
-    from reslab.weights.download import fetch_pinned
+    from reslab.weights.load import pretrained
     from reslab.weights.sources import get_pinned, sources_for
 
     if source is None:
@@ -68,12 +72,36 @@ def _with_pretrained(s: ModelSpec, source: str | None, kwargs: dict) -> nn.Modul
             raise ReslabError(f"no published weights for {s.name!r}; `reslab weights list` shows the models that have them")
         source = have[0]
     src, _ = get_pinned(source, s.name)
-    fixed = {"num_classes": src.num_classes, "in_channels": 3, "width": 1.0, "shortcut": src.shortcut}
+    fixed = {"in_channels": 3, "width": 1.0, "shortcut": src.shortcut}
     for key, value in fixed.items():
         if key in kwargs and kwargs[key] != value:
             raise ReslabError(f"pretrained={src.name!r} weights have {key}={value!r}; got {key}={kwargs[key]!r} "
                               f"(build without pretrained= to change it)")
-    model = s.build(**{**kwargs, "num_classes": src.num_classes, "shortcut": src.shortcut})
-    path = fetch_pinned(src.name, s.name, log=lambda msg: print(f"reslab: {msg}", file=sys.stderr))
-    model.load_state_dict(convert_state(src, unwrap_source(src.format, torch_load_safe(path), path), model, path))
+    num_classes = kwargs.get("num_classes", src.num_classes)
+    model = s.build(**{**kwargs, "num_classes": num_classes, "shortcut": src.shortcut})
+    state = pretrained(src.name, s.name, log=lambda msg: print(f"reslab: {msg}", file=sys.stderr)).model.state_dict()
+    if num_classes != src.num_classes:  # timm's convention: a fresh classifier, the rest pretrained
+        state = {k: v for k, v in state.items() if not k.startswith(HEAD)}
+        log.warning("reslab: %s:%s has %d classes; num_classes=%d gets a new, freshly initialised head (%s*)",
+                    src.name, s.name, src.num_classes, num_classes, HEAD)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or any(not k.startswith(HEAD) for k in missing):
+        raise ReslabError(f"{src.name}:{s.name}: the cached weights do not fit {s.name} "
+                          f"(e.g. {(unexpected or missing)[0]}); delete them and import again")
     return model
+
+
+def list_models(filter: str = "", pretrained: bool = False) -> list[str]:
+    """Registered model names, as in timm: ``filter`` is an fnmatch pattern (``"resnet*"``,
+    ``"*56"``); ``pretrained=True`` keeps the names that have published weights (``reslab
+    weights list``).  Any other CIFAR depth 6n+2 is built as ``cifar-resnetN`` / ``cifar-plainN``
+    (e.g. ``create_model("cifar-resnet8")``); those names are not listed.
+
+    >>> list_models("resnet*", pretrained=True)
+    ['resnet20', 'resnet32', 'resnet44', 'resnet56', 'resnet110', 'resnet1202']
+    """
+    from reslab.models.registry import list_models as registered
+    from reslab.weights.sources import sources_for
+
+    names = [n for n in registered() if not filter or fnmatch.fnmatchcase(n, filter)]
+    return [n for n in names if sources_for(n)] if pretrained else names

@@ -111,7 +111,7 @@ def build_checked(arch, found, read_state, path: str | Path) -> nn.Module:
     """The model ``arch`` describes, filled with ``read_state()``, after every check above
     (``found``: the file's tensor names, shapes and dtypes).  Eval mode."""
     s, options = check_arch(arch, path)
-    check_tensors(found, meta_model(s, options, path), path, f"the {s.name} its metadata describes")
+    check_tensors(found, meta_model(s, options, path), path, f"{s.name}, the model its metadata describes")
     model = s.build(**options)
     try:
         model.load_state_dict(read_state())

@@ -60,6 +60,16 @@ def cached_path(src: Source, pf: PinnedFile) -> Path:
     return weights_cache_dir() / src.name / pf.filename
 
 
+def converted_path(source: str, model: str) -> Path:
+    """The canonical cached weights of ``source``/``model``: reslab safetensors."""
+    return weights_cache_dir() / source / f"{model}.safetensors"
+
+
+def is_cached(src: Source, pf: PinnedFile) -> bool:
+    """Whether ``pretrained=`` finds these weights without a download."""
+    return converted_path(src.name, pf.model).is_file() or cached_path(src, pf).is_file()
+
+
 def fetch_pinned(source: str, model: str, *, base_url: str | None = None, log=None,
                  max_bytes: int | None = None, deadline_s: float = store.DOWNLOAD_DEADLINE_S,
                  timeout: float = store.DOWNLOAD_TIMEOUT_S) -> Path:

@@ -228,22 +228,38 @@ def imported_arch(source: str, model: str) -> dict:
 def pretrained(source: str, model: str, *, file: str | Path | None = None, log=None) -> LoadedModel:
     """Published weights ``source``/``model`` as a reslab model (eval mode) with its card.
 
-    The original file comes from ``file`` (checked against the pinned hash, then copied
-    into the user cache) or the user cache, downloading it first when absent."""
+    The converted file in the user cache (``~/.cache/reslab/weights/SOURCE/MODEL.safetensors``,
+    what ``reslab weights import`` writes) is canonical: when present it is loaded (checked
+    like any weights file).  Otherwise the original comes from ``file`` or a download, is
+    checked against its pinned hash, converted and written there; a downloaded original is
+    then removed, so the cache holds one file per model."""
     from reslab.weights.convert import convert_file
-    from reslab.weights.download import cache_copy, fetch_pinned
+    from reslab.weights.download import converted_path, fetch_pinned, verify_file
 
     src, pf = get_pinned(source, model)
+    cached = converted_path(src.name, model)
+    if file is None and cached.is_file():
+        loaded = _load_safetensors(cached)
+        if loaded.card.source != src.name or loaded.arch.get("model") != model:
+            raise ReslabError(f"{cached}: holds {loaded.card.source}:{loaded.arch.get('model')}, not "
+                              f"{src.name}:{model}; delete it and run `reslab weights import {src.name} {model}`")
+        return loaded
     if file is not None:
-        path = cache_copy(file, src.name, model)  # verified, then kept for create_model(pretrained=...)
+        path = Path(file).expanduser()
+        verify_file(path, pf)
     else:
         path = fetch_pinned(src.name, model, log=log)
     try:
         net = convert_file(src, model, path)
     except ReslabError:
-        path.unlink(missing_ok=True)  # the right hash, yet not convertible: no use to anyone in the cache
+        if file is None:
+            path.unlink(missing_ok=True)  # the right hash, yet not convertible: no use to anyone in the cache
         raise
-    return LoadedModel(net, None, src.card(model), imported_arch(src.name, model), path)
+    loaded = LoadedModel(net, None, src.card(model), imported_arch(src.name, model), cached)
+    save_converted(loaded, cached)
+    if file is None:
+        path.unlink(missing_ok=True)  # the converted file stands for it from now on
+    return loaded
 
 
 def save_converted(loaded: LoadedModel, out: str | Path) -> Path:
@@ -264,8 +280,7 @@ def import_weights(source: str, model: str, *, file: str | Path | None = None, o
                    log=None) -> Path:
     """Fetch (or take ``file``), verify, convert and write ``source``/``model`` as a reslab
     safetensors file (default ``~/.cache/reslab/weights/SOURCE/MODEL.safetensors``)."""
-    from reslab.weights.download import weights_cache_dir
-
-    loaded = pretrained(source, model, file=file, log=log)
-    out = Path(out) if out is not None else weights_cache_dir() / loaded.card.source / f"{model}.safetensors"
+    loaded = pretrained(source, model, file=file, log=log)  # also fills the cache
+    if out is None or Path(out).resolve() == loaded.path.resolve():
+        return loaded.path
     return save_converted(loaded, out)
