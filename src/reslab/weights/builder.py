@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-import sys
 
 from torch import nn
 
@@ -79,7 +78,7 @@ def _with_pretrained(s: ModelSpec, source: str | None, kwargs: dict) -> nn.Modul
                               f"(build without pretrained= to change it)")
     num_classes = kwargs.get("num_classes", src.num_classes)
     model = s.build(**{**kwargs, "num_classes": num_classes, "shortcut": src.shortcut})
-    state = pretrained(src.name, s.name, log=lambda msg: print(f"reslab: {msg}", file=sys.stderr)).model.state_dict()
+    state = pretrained(src.name, s.name, log=log.info).model.state_dict()
     if num_classes != src.num_classes:  # timm's convention: a fresh classifier, the rest pretrained
         state = {k: v for k, v in state.items() if not k.startswith(HEAD)}
         log.warning("reslab: %s:%s has %d classes; num_classes=%d gets a new, freshly initialised head (%s*)",
