@@ -22,17 +22,21 @@ class _Cfg:
     recipe: str = "quick"
 
 
-# vanishing reproduced, exploding partly, shattered not, degradation partly
-PASSED = {"vanishing": (True, True), "exploding": (True, False), "shattered": (False, False),
-          "degradation": (False, True)}
+# vanishing reproduced, exploding partly, shattered contradicted, degradation not resolved
+PASSED = {"vanishing": (True, True), "exploding": (True, None), "shattered": (False, True),
+          "degradation": (None, None)}
 
 
 def _saved_results(tmp_path, names=EXPERIMENTS):
     for name in names:
         data = {"tables": [{"title": "Test error", "head": ["net", "paper %"], "rows": [["resnet20", "n/a"]]}]}
-        parts = [base.part(f"{name} part {i}", f"criterion {i} of {name}", ok, f"observed {i}")
-                 for i, ok in enumerate(PASSED[name])]
-        v = base.verdict(parts, f"summary of {name} <&>", ratio=0.5, per_depth={"10": 1.0, "20": 2.0})
+        parts = [base.part(f"{name} part {i}", f"criterion {i} of {name}", ok, f"observed {i}",
+                           source=f"source of {name}", quote=f"sentence {i} of {name}")
+                 for i, ok in enumerate(PASSED.get(name, (True,)))]
+        v = base.verdict(parts, f"summary of {name} <&>", checks=[base.check(f"check of {name}", "s", True, "o")],
+                         findings=[base.finding(f"finding of {name}", "c", True, "o", prediction="1.21",
+                                                source="Yang et al. 2019")],
+                         unread=[f"unread source of {name}"], ratio=0.5, per_depth={"10": 1.0, "20": 2.0})
         res = base.make_results(name, f"claim of {name}", _Cfg(), data, v, seconds=1.5,
                                 scope={"data": "fashion-mnist, 2,048 images", "budget": "400 iterations"})
         base.save_results(res, tmp_path / name)
@@ -49,11 +53,17 @@ def test_report_has_every_section_figure_and_condition(tmp_path):
     assert page.count("data:image/png;base64,") == len(EXPERIMENTS)  # self-contained
     assert "src='http" not in page and "<script" not in page
     assert "summary of vanishing &lt;&amp;&gt;" in page  # escaped
-    # partial results count as partial, not as reproduced
-    assert "1 of 4 claims reproduced, 2 partly, 1 not reproduced." in page and md.startswith("# reslab")
-    assert "1 of 4 claims reproduced, 2 partly, 1 not reproduced." in md
-    assert "Not shown: exploding part 1" in page and "criterion 1 of exploding" in page
-    assert md.count("| NO |") == 4 and md.count("| yes |") == 4  # every part with its criterion and outcome
+    # every outcome counted as what it is; no title claims "reproduced"
+    n = len(EXPERIMENTS)
+    # (an experiment beyond the four seed claims gets one part, shown)
+    head = f"{1 + n - 4} of {n} claims reproduced, 1 partly, 1 not resolved at this budget, 1 contradicted."
+    assert head in page and md.startswith("# reslab") and head in md
+    assert "reproduced</h1>" not in page and "reproduced\n" not in md.splitlines()[0]
+    assert "Not resolved at this budget: exploding part 1" in page and "criterion 1 of exploding" in page
+    assert "sentence 1 of exploding (source of exploding)" in md  # each part with the sentence it tests
+    assert md.count("| CONTRADICTED |") == 1 and md.count("| NOT RESOLVED |") == 3
+    assert "check of shattered" in page and "finding of vanishing" in page and "1.21 (Yang et al. 2019)" in md
+    assert "unread source of degradation" in page
     assert "torch " in page and "cores" in page and "Seeds per experiment" in page and "reslab 0" in page
     assert "budget: 400 iterations" in page and "fashion-mnist, 2,048 images" in md  # scope beside each verdict
     assert "paper %" in page  # an experiment's own tables
@@ -63,7 +73,7 @@ def test_report_marks_missing_experiments(tmp_path):
     _saved_results(tmp_path, names=["shattered"])
     html_path, md_path = build(tmp_path)
     assert md_path.read_text().count("not run") == 3
-    assert "0 of 1 claims reproduced, 0 partly, 1 not reproduced." in html_path.read_text()
+    assert "0 of 1 claims reproduced, 1 contradicted." in html_path.read_text()
 
 
 def test_headline_counts_each_outcome():
@@ -71,7 +81,35 @@ def test_headline_counts_each_outcome():
         return {"verdict": {"outcome": outcome}}
 
     got = headline({"a": res(base.REPRODUCED), "b": res(base.PARTLY), "c": res(base.PARTLY), "d": None})
-    assert got == "1 of 3 claims reproduced, 2 partly, 0 not reproduced."
+    assert got == "1 of 3 claims reproduced, 2 partly."
+    got = headline({"a": res(base.NOT_RESOLVED), "b": res(base.CONTRADICTED), "c": res(base.NOT_JUDGED)})
+    assert got == "0 of 3 claims reproduced, 1 not resolved at this budget, 1 contradicted, 1 not judged."
+    assert headline({"a": res("not reproduced")}) == "0 of 1 claims reproduced, 1 contradicted."  # older files
+
+
+def test_unknown_outcome_is_one_line(tmp_path, capsys):
+    _saved_results(tmp_path, names=["shattered"])
+    import json
+
+    path = tmp_path / "shattered" / "results.json"
+    data = json.loads(path.read_text())
+    data["verdict"]["outcome"] = "<script>alert(1)</script>"
+    path.write_text(json.dumps(data))
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "unknown outcome" in err and not (tmp_path / "report.html").exists()
+
+
+def test_markdown_escapes_strings_from_results(tmp_path):
+    _saved_results(tmp_path, names=["shattered"])
+    import json
+
+    path = tmp_path / "shattered" / "results.json"
+    data = json.loads(path.read_text())
+    data["verdict"]["summary"] = "<script>alert(1)</script>"
+    path.write_text(json.dumps(data))
+    _, md = build(tmp_path)
+    assert "<script>" not in md.read_text() and "&lt;script&gt;" in md.read_text()
 
 
 def test_report_command_errors(tmp_path, capsys):

@@ -1,5 +1,5 @@
-"""The verdict machinery every experiment shares: parts, the three outcomes, the base config,
-the confidence intervals."""
+"""The verdict machinery every experiment shares: parts with three statuses, checks and findings,
+the five outcomes, the base config, the confidence intervals."""
 
 import math
 
@@ -13,24 +13,61 @@ def _part(ok, name="p"):
     return base.part(name, "criterion", ok, "observed")
 
 
-@pytest.mark.parametrize("passed,outcome", [((True, True), base.REPRODUCED), ((True, False), base.PARTLY),
-                                            ((False, False), base.NOT_REPRODUCED), ((), base.NOT_REPRODUCED)])
+@pytest.mark.parametrize("passed,outcome", [
+    ((True, True), base.REPRODUCED),
+    ((True, None), base.PARTLY),            # one part shown, one not resolved
+    ((None, None), base.NOT_RESOLVED),      # nothing resolved at this budget
+    ((True, False), base.CONTRADICTED),     # a part on the wrong side outweighs a shown one
+    ((None, False), base.CONTRADICTED),
+    ((), base.NOT_JUDGED)])
 def test_outcome_of_parts(passed, outcome):
     v = base.verdict([_part(ok, f"part{i}") for i, ok in enumerate(passed)], "numbers")
     assert v["outcome"] == outcome and v["reproduced"] == (outcome == base.REPRODUCED)
 
 
-def test_partly_names_the_failed_part():
-    v = base.verdict([_part(True, "deeper plain nets train worse"), _part(False, "deeper ResNets train better")], "x")
+def test_only_key_parts_make_a_claim_partly_rather_than_not_resolved():
+    shown_but_supporting = base.part("supporting", "c", True, "o", key=False)
+    v = base.verdict([shown_but_supporting, _part(None, "the key part")])
+    assert v["outcome"] == base.NOT_RESOLVED
+
+
+def test_summary_names_contradicted_and_unresolved_parts():
+    v = base.verdict([_part(True, "deeper plain nets train worse"), _part(None, "deeper ResNets train better")], "x")
     assert v["outcome"] == "partly reproduced"
-    assert v["summary"].startswith("Not shown: deeper ResNets train better")
+    assert v["summary"].startswith("Not resolved at this budget: deeper ResNets train better")
     line = base.verdict_line({"experiment": "degradation", "verdict": v})
-    assert line.startswith("[degradation] PARTLY REPRODUCED: Not shown: deeper ResNets")
+    assert line.startswith("[degradation] PARTLY REPRODUCED: Not resolved at this budget: deeper ResNets")
+    v = base.verdict([_part(False, "a"), _part(None, "b")], "x")
+    assert v["summary"].startswith("Contradicted: a. Not resolved at this budget: b.")
 
 
-def test_cannot_judge_is_not_reproduced():
+def test_checks_and_findings_never_change_the_outcome():
+    parts = [_part(True, "p")]
+    v = base.verdict(parts, checks=[base.check("c", "s", False, "o")],
+                     findings=[base.finding("f", "c", False, "o", prediction="x", source="y")])
+    assert v["outcome"] == base.REPRODUCED and "Check failed" in v["summary"]
+    assert v["findings"][0]["status"] == "contradicted" and not v["findings"][0]["held"]
+
+
+def test_interval_status_reads_the_papers_side():
+    from reslab.experiments.verdicts import interval_status
+
+    assert interval_status({"lo": 0.1, "hi": 0.3}) is True
+    assert interval_status({"lo": -0.3, "hi": -0.1}) is False
+    assert interval_status({"lo": -0.1, "hi": 0.3}) is None
+    assert interval_status({"lo": -0.3, "hi": -0.1}, side=-1) is True
+    assert interval_status({"lo": None, "hi": None}) is None
+
+
+def test_paired_difference_counts_seeds_each_way():
+    d = stats.paired([0.3, 0.32, 0.29], [0.2, 0.25, 0.3])
+    assert d["n"] == 3 and d["df"] == 2 and d["positive"] == 2 and d["negative"] == 1
+    assert "2 of 3 seeds positive" in stats.paired_text(d)
+
+
+def test_cannot_judge_is_not_judged():
     v = base.cannot_judge("nets missing")
-    assert v["outcome"] == base.NOT_REPRODUCED and "nets missing" in v["summary"]
+    assert v["outcome"] == base.NOT_JUDGED and "nets missing" in v["summary"]
 
 
 @pytest.mark.parametrize("kw,match", [(dict(scale="huge"), "scale"), (dict(seeds=0), "seeds"),

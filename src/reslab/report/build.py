@@ -15,8 +15,15 @@ from typing import Any
 
 from reslab.errors import ReslabError
 from reslab.fileio import atomic_write
+from reslab.render import CSS as _CSS, html_table as _table
 from reslab.experiments import EXPERIMENTS as TITLES
-from reslab.experiments.base import NOT_REPRODUCED, OUTCOMES, PARTLY, REPRODUCED, RESULTS_FILE, load_results
+from reslab.experiments.base import RESULTS_FILE, load_results
+from reslab.experiments.verdicts import (CONTRADICTED, NOT_JUDGED, NOT_RESOLVED, OUTCOMES, PARTLY, REPRODUCED,
+                                         STATUSES)
+
+TITLE = "reslab: the depth problems of neural nets, measured against their sources"
+# Results files written before verdicts had five outcomes said "not reproduced" where a criterion failed.
+_LEGACY = {"not reproduced": CONTRADICTED}
 
 EXPERIMENTS = list(TITLES)
 
@@ -58,30 +65,65 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def outcome_of(res: dict) -> str:
-    """A result's outcome; results written before verdicts had parts carry only a flag."""
-    v = res["verdict"]
-    return v.get("outcome") or (REPRODUCED if v.get("reproduced") else NOT_REPRODUCED)
+    """A result's outcome, one of OUTCOMES; a results file with an unknown one is refused in one line."""
+    v = res.get("verdict")
+    if not isinstance(v, dict):
+        raise ReslabError(f"{res.get('experiment', '?')}/{RESULTS_FILE}: no verdict object")
+    o = v.get("outcome") or (REPRODUCED if v.get("reproduced") else CONTRADICTED)
+    o = _LEGACY.get(o, o)
+    if o not in OUTCOMES:
+        raise ReslabError(f"{res.get('experiment', '?')}/{RESULTS_FILE}: unknown outcome {str(o)[:40]!r}; "
+                          f"valid: {', '.join(OUTCOMES)}")
+    return o
 
 
 def _scope(res: dict) -> str:
     """Scale, data, budget, seeds and interval: printed beside each verdict."""
     s = {"scale": res["config"].get("scale"), "seeds": res["config"].get("seeds"), **res.get("scope", {})}
     c = res["conditions"]
+    compute = s.pop("compute", None) or f"1 process x {res['config'].get('threads') or c['torch_threads']} torch thread(s)"
     return ("; ".join(f"{k}: {v}" for k, v in s.items() if v is not None)
-            + f". Ran {res.get('seconds', 0):.0f} s with {c['torch_threads']} torch thread(s) at {c['date']}.")
+            + f". Ran {res.get('seconds', 0):.0f} s, {compute}, at {c['date']}.")
 
 
 def headline(results: dict[str, dict | None]) -> str:
-    """"2 of 4 claims reproduced, 1 partly, 1 not": partial results count as partial."""
+    """"2 of 4 claims reproduced, 1 partly, 1 not resolved at this budget": every outcome
+    counted as what it is."""
     ran = [outcome_of(r) for r in results.values() if r]
     counts = {o: ran.count(o) for o in OUTCOMES}
-    return (f"{counts[REPRODUCED]} of {len(ran)} claims reproduced, {counts[PARTLY]} partly, "
-            f"{counts[NOT_REPRODUCED]} not reproduced.")
+    rest = [f"{counts[o]} {'partly' if o == PARTLY else o}" for o in (PARTLY, NOT_RESOLVED, CONTRADICTED, NOT_JUDGED)
+            if counts[o]]
+    return f"{counts[REPRODUCED]} of {len(ran)} claims reproduced" + "".join(f", {r}" for r in rest) + "."
 
 
-def _parts(res: dict) -> list[tuple[str, str, str, str]]:
-    return [(p["name"], p["criterion"], p["observed"], "yes" if p["passed"] else "NO")
+def _status(p: dict) -> str:
+    s = p.get("status") or ("shown" if p.get("passed") else "contradicted")
+    return s if s in STATUSES else "?"
+
+
+def _parts(res: dict) -> list[tuple[str, ...]]:
+    return [(p["name"] + ("" if p.get("key", True) else " (supporting)"),
+             (p.get("quote") or "") + (f" ({p['source']})" if p.get("source") else ""),
+             p["criterion"], p["observed"], _status(p).upper() if _status(p) != "shown" else "shown")
             for p in res["verdict"].get("parts", [])]
+
+
+def _checks(res: dict) -> list[tuple[str, ...]]:
+    return [(c["name"], c["statement"], c["observed"], "ok" if c["passed"] else "FAILED")
+            for c in res["verdict"].get("checks", [])]
+
+
+def _findings(res: dict) -> list[tuple[str, ...]]:
+    return [(f["name"], f["criterion"], f["observed"],
+             (f.get("prediction") or "") + (f" ({f['source']})" if f.get("source") else ""),
+             {"shown": "held", "not resolved": "not resolved", "contradicted": "did not hold"}.get(f.get("status"), "?"))
+            for f in res["verdict"].get("findings", [])]
+
+
+def _unread(res: dict) -> str:
+    unread = res["verdict"].get("unread") or []
+    return ("Sources that could not be read here (their quotes come from secondary copies or are paraphrased): "
+            + "; ".join(unread) + ".") if unread else ""
 
 
 def _conditions_line(results: dict[str, dict | None]) -> str:
@@ -95,11 +137,21 @@ def _conditions_line(results: dict[str, dict | None]) -> str:
             f"Total experiment time {sum(r.get('seconds', 0) for r in ran):.0f} s.")
 
 
-PART_HEAD = ["part of the claim", "criterion (fixed before the run)", "measured", "met"]
+PART_HEAD = ["part of the claim", "the sentence it tests (source)", "criterion (fixed before the run)", "measured",
+             "status"]
+CHECK_HEAD = ["check (an identity the measurement must satisfy)", "statement", "measured", "result"]
+FINDING_HEAD = ["finding (beyond the claim)", "criterion (fixed before the run)", "measured",
+                "prediction (source)", "result"]
+
+
+def _md_table(head: list[str], rows: list) -> list[str]:
+    cell = lambda c: html.escape(str(c)).replace("|", "/").replace("\n", " ")  # noqa: E731
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + \
+        ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
 
 
 def render_markdown(out_dir: Path, results: dict[str, dict | None]) -> str:
-    lines = ["# reslab: the depth problems of neural nets, reproduced", "", headline(results), "",
+    lines = [f"# {TITLE}", "", headline(results), "",
              _conditions_line(results), "", "| claim | verdict | time |", "|---|---|---|"]
     for name, res in results.items():
         if res:
@@ -112,47 +164,33 @@ def render_markdown(out_dir: Path, results: dict[str, dict | None]) -> str:
         if not res:
             continue
         v = res["verdict"]
-        lines += ["", f"<a id=\"{name}\"></a>", f"## {TITLES[name]}", "", f"> {res['claim']}", "",
-                  f"**Verdict: {outcome_of(res)}.** {v['summary']}", "", f"_{_scope(res)}_", ""]
-        if _parts(res):
-            lines += ["| " + " | ".join(PART_HEAD) + " |", "|---|---|---|---|"]
-            lines += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in _parts(res)]
-            lines.append("")
+        esc = html.escape
+        lines += ["", f"<a id=\"{name}\"></a>", f"## {TITLES[name]}", "", f"> {esc(res['claim'])}", "",
+                  f"**Verdict: {outcome_of(res)}.** {esc(v['summary'])}", "", f"_{esc(_scope(res))}_", ""]
+        for head, rows in ((PART_HEAD, _parts(res)), (CHECK_HEAD, _checks(res)), (FINDING_HEAD, _findings(res))):
+            if rows:
+                lines += _md_table(head, rows) + [""]
+        if _unread(res):
+            lines += [esc(_unread(res)), ""]
         for fig in figures(out_dir, name):
             lines.append(f"![{name}: {fig.stem}]({os.path.relpath(fig, out_dir)})")
         for t in res["data"].get("tables", []):
-            lines += ["", f"**{t['title']}**", "", "| " + " | ".join(t["head"]) + " |",
-                      "|" + "---|" * len(t["head"])]
-            lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in t["rows"]]
-        lines += ["", "<details><summary>numbers</summary>", "", "| number | value |", "|---|---|"]
-        lines += [f"| {k} | {_fmt(val)} |" for k, val in _flatten(v["numbers"])]
-        lines += ["", "</details>", "", "<details><summary>settings</summary>", "", "| setting | value |", "|---|---|"]
-        lines += [f"| {k} | {_fmt(val)} |" for k, val in res["config"].items()]
+            lines += ["", f"**{esc(t['title'])}**", ""] + _md_table(t["head"], t["rows"])
+        lines += ["", "<details><summary>numbers</summary>", ""]
+        lines += _md_table(["number", "value"], [(k, _fmt(val)) for k, val in _flatten(v["numbers"])])
+        lines += ["", "</details>", "", "<details><summary>settings</summary>", ""]
+        lines += _md_table(["setting", "value"], [(k, _fmt(val)) for k, val in res["config"].items()])
         lines += ["", "</details>"]
     return "\n".join(lines) + "\n"
 
 
-_CSS = """body{font:15px/1.5 system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-h1{font-size:1.7em}h2{border-top:1px solid #ddd;padding-top:1em;margin-top:2em}
-blockquote{margin:0;padding:.5em 1em;border-left:4px solid #8ab;background:#f5f8fa}
-.ok{color:#176b2c;font-weight:600}.partly{color:#9a5b00;font-weight:600}.no{color:#a3171b;font-weight:600}
-.scope{color:#444;font-size:.92em;background:#f7f7f2;padding:.3em .6em}
-table{border-collapse:collapse;margin:.8em 0}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;font-size:.9em}
-img{max-width:100%;border:1px solid #eee;margin:.5em 0}details{margin:.5em 0}code{background:#f3f3f3}"""
-
-_CLASS = {REPRODUCED: "ok", PARTLY: "partly", NOT_REPRODUCED: "no"}
-
-
-def _table(head: list[str], rows: list) -> str:
-    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><tr>{th}</tr>{body}</table>"
+_CLASS = {REPRODUCED: "ok", PARTLY: "partly", NOT_RESOLVED: "unresolved", CONTRADICTED: "no", NOT_JUDGED: "unresolved"}
 
 
 def render_html(out_dir: Path, results: dict[str, dict | None]) -> str:
     e = html.escape
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>reslab report</title><style>{_CSS}</style>"
-             "</head><body><h1>reslab: the depth problems of neural nets, reproduced</h1>",
+             f"</head><body><h1>{e(TITLE)}</h1>",
              f"<p><strong>{e(headline(results))}</strong></p><p>{e(_conditions_line(results))}</p>"]
     rows = [(TITLES[name], outcome_of(res) if res else "not run", f"{res.get('seconds', 0):.0f} s" if res else "")
             for name, res in results.items()]
@@ -165,8 +203,11 @@ def render_html(out_dir: Path, results: dict[str, dict | None]) -> str:
         parts.append(f"<h2 id='{name}'>{e(TITLES[name])}</h2><blockquote>{e(res['claim'])}</blockquote>"
                      f"<p><span class='{_CLASS[o]}'>{e(o.capitalize())}.</span> {e(v['summary'])}</p>"
                      f"<p class='scope'>{e(_scope(res))}</p>")
-        if _parts(res):
-            parts.append(_table(PART_HEAD, _parts(res)))
+        for head, rows in ((PART_HEAD, _parts(res)), (CHECK_HEAD, _checks(res)), (FINDING_HEAD, _findings(res))):
+            if rows:
+                parts.append(_table(head, rows))
+        if _unread(res):
+            parts.append(f"<p class='scope'>{e(_unread(res))}</p>")
         for fig in figures(out_dir, name):
             data = base64.b64encode(fig.read_bytes()).decode("ascii")
             parts.append(f"<img alt='{e(name)}: {e(fig.stem)}' src='data:image/png;base64,{data}'>")
