@@ -189,7 +189,8 @@ def test_tiny_run_saves_every_seed_and_retrains_afresh(tmp_path):
     from reslab.experiments import degradation_plots
 
     figs = degradation_plots.figures(first)
-    assert set(figs) == {"degradation", "degradation_final"} and all(isinstance(f, Figure) for f in figs.values())
+    assert set(figs) == {"degradation", "degradation_final", "degradation_constructed"}
+    assert all(isinstance(f, Figure) for f in figs.values())
     assert (tmp_path / "degradation" / "degradation_final.png").stat().st_size > 5000
     nets = first["data"]["nets"]
     assert set(nets) == {"cifar-plain8", "cifar-plain14", "cifar-resnet8", "cifar-resnet14"}

@@ -5,6 +5,8 @@
   test error (bold: mean over seeds) against iterations, one colour per depth.
 * ``degradation_final.png``: each seed's final training error per net (dots), with the
   mean and its 95% confidence interval: the numbers the verdict judges.
+* ``degradation_constructed.png``: per seed, the training error of plain-20, of plain-20 plus
+  identity layers (a plain-56 computing the same function) and of plain-56 trained from scratch.
 """
 
 from __future__ import annotations
@@ -50,9 +52,12 @@ def figures(results: dict[str, Any], name: str = "degradation") -> dict[str, Any
         for depth, n in rows:
             c = colour[depth]
             x, y = _stack(n["runs"], "iteration", "train_error")
-            ax.plot(x, y.mean(0), "--", lw=1, color=c)
+            for seed_curve in y:  # each seed, thin
+                ax.plot(x, seed_curve, "-", lw=0.5, color=c, alpha=0.35)
+            ax.plot(x, y.mean(0), "--", lw=1.4, color=c)
             if len(y) > 1:
-                ax.fill_between(x, y.min(0), y.max(0), color=c, alpha=0.15, lw=0)
+                sd = y.std(0, ddof=1)
+                ax.fill_between(x, y.mean(0) - sd, y.mean(0) + sd, color=c, alpha=0.15, lw=0)
             xe, ye = _stack(n["runs"], "eval_iteration", "test_error")
             if len(xe):
                 ax.plot(xe, np.nanmean(ye, 0), "-o", lw=2.2, ms=3.5, color=c, label=f"{kind}-{depth}")
@@ -60,7 +65,7 @@ def figures(results: dict[str, Any], name: str = "degradation") -> dict[str, Any
         ax.set_xlabel("iteration")
         ax.grid(alpha=0.3)
         ax.legend()
-    axes[0][0].set_ylabel("error (dashed: training, band: seed range; bold: test)")
+    axes[0][0].set_ylabel("error (thin: each seed's training; dashed: mean,\nband: ± 1 s.d. over seeds; bold: test)")
     fig.suptitle(f"{name.replace('_', ' ').capitalize()}: {cfg['dataset']}, {cfg['iterations']} iterations of {cfg['batch_size']}, "
                  f"width {cfg['width']:g}, recipe {cfg['recipe']}")
     fig.tight_layout()
@@ -83,7 +88,27 @@ def figures(results: dict[str, Any], name: str = "degradation") -> dict[str, Any
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     figs[f"{name}_final"] = fig
+    c = results["data"].get("constructed")
+    if c:
+        figs[f"{name}_constructed"] = _constructed_figure(c)
     return figs
+
+
+def _constructed_figure(c: dict[str, Any]):
+    """Per seed: the shallow plain net, the constructed deep one (the same function) and the
+    deep one the solver found; lines join one seed's three nets."""
+    rows = c["per_seed"]
+    keys = [("shallow_train_error", c.get("shallow", "shallow")), ("constructed_train_error", "constructed " + c.get("deep", "")),
+            ("scratch_train_error", c.get("deep", "deep") + " from scratch")]
+    fig, ax = subplots(figsize=(5.2, 3.8))
+    for r in rows:
+        ax.plot(range(3), [r[k] for k, _ in keys], "-o", ms=4, lw=0.8, alpha=0.7)
+    ax.set_xticks(range(3), [label for _, label in keys])
+    ax.set_ylabel("training error (eval-mode BN, no augmentation)")
+    ax.set_title("He et al. §1: the constructed solution vs the solver's")
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return fig
 
 
 def plot(results: dict[str, Any], out_dir: str | Path, name: str = "degradation") -> list[Path]:
