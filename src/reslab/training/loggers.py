@@ -4,15 +4,20 @@
 - **TensorBoard**, when the ``tensorboard`` package is installed: every number as a scalar,
   ``grad_norms/<module>`` per module, and the run's config as hparams (with the last
   train/validation error) when the run closes; events in ``RUN_DIR/tb``;
-- **Weights & Biases**, when ``wandb`` is installed: ``wandb.init(dir=RUN_DIR, config=...)``
-  in whatever mode wandb is set to (``WANDB_MODE=offline`` keeps it on disk,
-  ``WANDB_MODE=disabled`` turns it off); when ``init`` fails (no login) the header says why
-  and the run goes on without it;
+- **Weights & Biases**, only when asked for: the environment variable ``RESLAB_WANDB`` names
+  the W&B project (``RESLAB_WANDB=myproject reslab train ...``; ``1`` means project ``reslab``).  Installing ``wandb`` alone
+  turns nothing on: a run, a test or an experiment must not try to reach a server (or stop
+  at "no API key") because some other package pulled wandb in.  An environment variable,
+  not a config key, because it says where metrics go, not what is trained: it reaches the
+  CLI, ``reslab.train()``, banks and experiment workers alike, and is not saved in
+  ``config.json``.  Then ``wandb.init(project=..., dir=RUN_DIR, config=...)`` in whatever
+  mode wandb is set to (``WANDB_MODE=offline`` keeps it on disk, ``WANDB_MODE=disabled``
+  turns it off); when ``init`` fails (no login) the header says why and the run goes on;
 - **the terminal**: a tqdm bar when stderr is a terminal and the run is not quiet; otherwise
   one INFO record per metrics line on the ``reslab`` logger (:mod:`reslab.logs`).
 
 Each sink has ``log(record)`` and ``close()``; :func:`open_sinks` returns those that are on
-and a header phrase naming them (and TensorBoard when it is off).
+and a header phrase naming them, and each one that is off with the reason.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("reslab.train")
+
+WANDB_SWITCH = "RESLAB_WANDB"  # the W&B project ("1": project "reslab"); unset, empty or "0": W&B off
 
 
 class Off(Exception):
@@ -74,6 +81,9 @@ class WandB:
     name = "W&B"
 
     def __init__(self, run_dir: Path, start: int):
+        project = wandb_project()
+        if project is None:
+            raise Off(f"set {WANDB_SWITCH}=PROJECT to log to Weights & Biases")
         if os.environ.get("WANDB_MODE", "").lower() == "disabled":
             raise Off("WANDB_MODE=disabled")
         import wandb  # ImportError without the wandb package
@@ -81,7 +91,7 @@ class WandB:
         self.where = run_dir / "wandb"
         # console="off": wandb must not wrap sys.stdout/stderr (the terminal is the logger's)
         # mode read now, not when wandb first set itself up in this process
-        self._run = wandb.init(project="reslab", dir=str(run_dir), name=run_dir.name, config=_config(run_dir),
+        self._run = wandb.init(project=project, dir=str(run_dir), name=run_dir.name, config=_config(run_dir),
                                mode=os.environ.get("WANDB_MODE") or None,
                                settings=wandb.Settings(console="off", silent=True))
 
@@ -94,6 +104,12 @@ class WandB:
 
     def close(self) -> None:
         self._run.finish()
+
+
+def wandb_project() -> str | None:
+    """The W&B project named by ``RESLAB_WANDB`` ("1": ``reslab``), or None (W&B off)."""
+    project = os.environ.get(WANDB_SWITCH, "").strip()
+    return None if project in ("", "0") else "reslab" if project == "1" else project
 
 
 class Terminal:
