@@ -10,6 +10,7 @@ import math
 import pytest
 
 from reslab.cli import main
+from reslab import render
 from reslab.errors import ReslabError
 from reslab.experiments import base, exploding, exploding_plots, exploding_train, fcnets, run_and_save
 from reslab.experiments.fcnets import load_flat, normalise
@@ -79,7 +80,7 @@ def test_results_shape_and_parts(results):
     assert len(rec["grad_norm"]) == TINY["steps"] and len(rec["act_grad0"]) == 11
     assert rec["layers"]["step"] == [0, 1, 2, 3, 4, TINY["steps"] - 1]
     assert len(rec["update_first"]) == TINY["steps"] and all(u > 0 for u in rec["update_first"])
-    json.dumps(base._jsonable(results))
+    json.dumps(render.jsonable(results))
 
 
 def test_plot_writes_pngs_from_saved_results(results, tmp_path):

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from reslab.cli import main
+from reslab import render
 from reslab.errors import ReslabError
 from reslab.experiments import base, fcnets, run_and_save, vanishing, vanishing_plots, vanishing_probe
 
@@ -72,7 +73,7 @@ def test_results_shape_and_parts(results):
     assert all(p["source"] and p["quote"] and p["criterion"] for p in v["parts"])
     rec = results["data"]["nets"]["sigmoid"]["8"]
     assert len(rec["norms_init"][0]) == len(rec["act_init"][0]) == 8 + 1  # depth + 1 Linear layers
-    json.dumps(base._jsonable(results))
+    json.dumps(render.jsonable(results))
 
 
 def test_plot_writes_pngs_from_saved_results(results, tmp_path):

@@ -7,7 +7,7 @@
 >>> model, config = reslab.load_model("runs/demo")      # or a .pt, a .safetensors, "akamaster:resnet56"
 """
 
-__version__ = "0.1.0"
+from reslab._version import __version__  # noqa: E402,F401
 
 from reslab.errors import DataFormatError, ReslabError  # noqa: E402
 from reslab.weights.builder import create_model, list_models  # noqa: E402

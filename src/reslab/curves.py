@@ -119,7 +119,7 @@ def figure(groups: list[Group], metrics: tuple[str, ...] = ("train_error", "val_
     """Error (%) against iterations.  Validation and test errors are evaluations at a few
     iterations, so they carry a marker at each point; so does any series of fewer than two
     points, which a line alone would not show.  The title names only what is drawn."""
-    from reslab.experiments.figures import subplots
+    from reslab.render import subplots
 
     fig, ax = subplots(1, 1, figsize=(7.5, 4.8))
     drawn: dict[str, str] = {}  # metric -> line style, in drawing order
@@ -172,17 +172,17 @@ def summary_rows(groups: list[Group]) -> list[tuple[str, ...]]:
 
 
 def write_html(groups: list[Group], png: Path, path: str | Path) -> Path:
-    from reslab.report.build import _CSS, _table
+    from reslab.render import CSS, html_table
 
     e = html.escape
     data = base64.b64encode(Path(png).read_bytes()).decode("ascii")
     dirs = "".join(f"<li><code>{e(str(r.path))}</code></li>" for g in groups for r in g.runs)
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>reslab training curves</title>"
-            f"<style>{_CSS}</style></head><body><h1>Training curves</h1>"
+            f"<style>{CSS}</style></head><body><h1>Training curves</h1>"
             f"<img alt='error against iterations' src='data:image/png;base64,{data}'>"
             "<p>Last logged error per setting: mean over seeds, [lowest, highest]. Test error appears only for "
             "runs trained with <code>eval_test=true</code>; it never selected a checkpoint.</p>"
-            + _table(["setting", "seeds", "iteration", "train error", "val error", "test error"], summary_rows(groups))
+            + html_table(["setting", "seeds", "iteration", "train error", "val error", "test error"], summary_rows(groups))
             + f"<details><summary>runs</summary><ul>{dirs}</ul></details></body></html>")
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -151,7 +151,7 @@ def build_source(args):
 def run(args) -> int:
     import torch
 
-    from reslab.experiments.base import torch_threads
+    from reslab.training.host import torch_threads
     from reslab.probes import report as probe_report
     from reslab.probes.health import probe
 

@@ -22,21 +22,18 @@ rebuilt without training anything.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-import os
-import platform
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterator
-
-import torch
+from typing import Any, Callable, ClassVar
 
 from reslab.errors import ReslabError
 from reslab.fileio import atomic_write
+from reslab.render import jsonable
+from reslab.training.host import conditions, torch_threads  # noqa: F401  (re-exported: experiments use them)
 
 RESULTS_FILE = "results.json"
 Progress = Callable[[str], None]
@@ -110,56 +107,7 @@ def stderr_progress() -> Progress:
     return say
 
 
-@contextlib.contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Run with ``n`` torch CPU threads (unchanged if None), restoring the previous count.
-
-    Tiny models want one thread: with another busy process on the cores, torch's
-    spin-waiting OpenMP threads make small matmuls 10-100x slower.
-    """
-    before = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 # ---------------------------------------------------------------- results
-
-def conditions() -> dict[str, Any]:
-    """The hardware and software a result was measured on, and the command that made it."""
-    from reslab import __version__
-
-    cpu, flags = None, []
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if cpu is None and line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                elif line.startswith("flags"):
-                    have = set(line.split(":", 1)[1].split())
-                    flags = sorted(f for f in have if f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"))
-                    break
-    except OSError:
-        pass
-    cpu = cpu or platform.processor() or platform.machine()
-    return {
-        "cpu": cpu,
-        "cpu_flags": flags,
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "reslab": __version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "command": " ".join(["reslab", *sys.argv[1:]]) if Path(sys.argv[0]).name in ("reslab", "__main__.py")
-        else " ".join(sys.argv),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-    }
-
 
 def make_results(name: str, claim: str, cfg: Any, data: dict[str, Any], verdict_: dict[str, Any],
                  seconds: float, scope: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -178,28 +126,12 @@ def make_results(name: str, claim: str, cfg: Any, data: dict[str, Any], verdict_
     }
 
 
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, torch.Tensor):
-        return _jsonable(obj.detach().cpu().tolist())
-    if hasattr(obj, "tolist"):  # numpy arrays and scalars
-        return _jsonable(obj.tolist())
-    if isinstance(obj, float) and obj != obj:
-        return None  # NaN is not JSON
-    if isinstance(obj, float) and obj in (float("inf"), float("-inf")):
-        return "inf" if obj > 0 else "-inf"
-    return obj
-
-
 def save_results(results: dict[str, Any], out_dir: str | Path) -> Path:
     """Write ``out_dir/results.json`` atomically and return its path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / RESULTS_FILE
-    atomic_write(path, json.dumps(_jsonable(results), indent=1))
+    atomic_write(path, json.dumps(jsonable(results), indent=1))
     return path
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from reslab.experiments.figures import colormap, save_all, subplots
+from reslab.render import colormap, save_all, subplots
 from reslab.experiments.exploding_train import max_finite
 from reslab.experiments.fcnets import YANG_FACTOR, floats
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from reslab.experiments.figures import save_all, subplots
+from reslab.render import save_all, subplots
 
 
 def _mean(vals) -> float:

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from reslab.experiments.figures import save_all, subplots
+from reslab.render import save_all, subplots
 
 
 def _figure(nrows: int, ncols: int, figsize: tuple[float, float], **kw):

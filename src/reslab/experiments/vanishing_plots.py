@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from reslab.experiments.figures import save_all, subplots
+from reslab.render import save_all, subplots
 from reslab.experiments.fcnets import MAX_DERIVATIVE, YANG_FACTOR, floats, log_summary
 
 COLOURS = {"sigmoid": "tab:red", "tanh": "tab:orange", "relu": "tab:green", "relu+bn": "tab:blue"}

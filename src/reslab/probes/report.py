@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from reslab.errors import ReslabError
-from reslab.experiments.base import _jsonable, conditions
 from reslab.fileio import atomic_write
-from reslab.experiments.figures import save_figure, subplots
-from reslab.report.build import _CSS, _table
+from reslab.render import CSS, html_table, jsonable, save_figure, subplots
+from reslab.training.host import conditions
 
 FIGURE = "probe.png"
 # Left in every folder a probe writes: such a folder is a probe's output and may be rewritten.
@@ -127,15 +126,15 @@ def render_markdown(res: dict[str, Any]) -> str:
 def render_html(res: dict[str, Any], png: bytes | None = None) -> str:
     e = html.escape
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>reslab probe: {e(res['model'])}</title>"
-             f"<style>{_CSS}</style></head><body><h1>reslab probe: {e(res['model'])}</h1>",
+             f"<style>{CSS}</style></head><body><h1>reslab probe: {e(res['model'])}</h1>",
              f"<p><strong class='{'ok' if not res['findings'] else 'no'}'>{e(_headline(res))}</strong></p>",
              f"<p class='scope'>input {e(str(tuple(res['input_shape'])))}, "
              f"output {e(str(tuple(res['output_shape'])))}; "
              f"path: {e(res['shattering']['path'])}, {res['shattering']['points']} points; input-gradient of "
              f"{e(res['shattering']['of'])}</p>"]
     for i, (title, head, rows) in enumerate(_sections(res)):
-        table = f"<h2>{e(title)}</h2>" + _table(head, rows)
-        parts.append(table if i == 0 else f"<details open><summary>{e(title)}</summary>{_table(head, rows)}</details>")
+        table = f"<h2>{e(title)}</h2>" + html_table(head, rows)
+        parts.append(table if i == 0 else f"<details open><summary>{e(title)}</summary>{html_table(head, rows)}</details>")
         if i == 0 and png:
             data = base64.b64encode(png).decode("ascii")
             parts.append(f"<img alt='probe figure' src='data:image/png;base64,{data}'>")
@@ -173,7 +172,7 @@ def write(report, out_dir: str | Path, *, figures: bool = True, overwrite: bool 
     check_out(out_dir, overwrite=overwrite)
     res = report.to_dict() if hasattr(report, "to_dict") else dict(report)
     res.setdefault("conditions", conditions())
-    res = _jsonable(res)
+    res = jsonable(res)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).write_text("written by `reslab probe`; the folder may be rewritten by the next probe\n")

@@ -85,7 +85,7 @@ def evaluate(path: str | Path, split: str | None = None, *, device: str = "auto"
 def plot_confusion(result: dict, out: Path) -> Path:
     import numpy as np
 
-    from reslab.experiments.figures import save_figure, subplots
+    from reslab.render import save_figure, subplots
 
     cm = np.array(result["confusion"], dtype=float)
     norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)

@@ -1,5 +1,7 @@
-"""Host (CPU process) settings: those that make CPU training faster, and the context
-manager that sets a training run's process-wide settings and restores them after it.
+"""Host (CPU process) settings: those that make CPU training faster, the context manager
+that sets a training run's process-wide settings and restores them after it, the torch thread
+count of a command (:func:`torch_threads`), and the machine a result was measured on
+(:func:`conditions`).
 
 **glibc returns big blocks to the kernel.**  A training step on the CPU allocates and frees
 activations and gradients of megabytes each (ResNet-20, batch 128: 8 MiB per 16-channel
@@ -30,8 +32,12 @@ import ctypes.util
 import os
 import platform
 import signal
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 M_TRIM_THRESHOLD = -1  # glibc <malloc.h>
 M_MMAP_THRESHOLD = -3
@@ -146,3 +152,61 @@ class StopFlag:
     def __exit__(self, *exc):
         for s, h in self._old.items():
             signal.signal(s, h)
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run with ``n`` torch CPU threads (unchanged if None), restoring the previous count.
+
+    Tiny models want one thread: with another busy process on the cores, torch's
+    spin-waiting OpenMP threads make small matmuls 10-100x slower.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _cpu() -> tuple[str | None, list[str]]:
+    """The CPU's model name and its vector flags that matter for torch, from /proc/cpuinfo."""
+    cpu, flags = None, []
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if cpu is None and line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    have = set(line.split(":", 1)[1].split())
+                    flags = sorted(f for f in have if f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"))
+                    break
+    except OSError:
+        pass
+    return cpu, flags
+
+
+def conditions() -> dict[str, Any]:
+    """The hardware and software a result was measured on, and the command that made it."""
+    import torch
+
+    from reslab._version import __version__
+
+    cpu, flags = _cpu()
+    return {
+        "cpu": cpu or platform.processor() or platform.machine(),
+        "cpu_flags": flags,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "reslab": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "command": " ".join(["reslab", *sys.argv[1:]]) if Path(sys.argv[0]).name in ("reslab", "__main__.py")
+        else " ".join(sys.argv),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
