@@ -35,7 +35,7 @@ Q_CONSTRUCTED = ("There exists a solution by construction to the deeper model: t
                  "and the other layers are copied from the learned shallower model. [...] But experiments show that "
                  "our current solvers on hand are unable to find solutions that are comparably good or better than "
                  "the constructed solution (or unable to do so in feasible time).")
-Q_RESNET_TRAIN = ("Fig. 6 (middle) shows the behaviors of ResNets. Also similar to the ImageNet cases (Fig. 4 right), "
+Q_RESNET_TRAIN = ("Fig. 6 (middle) shows the behaviors of ResNets. Also similar to the ImageNet cases (Fig. 4, right), "
                   "our ResNets manage to overcome the optimization difficulty and demonstrate accuracy gains when the "
                   "depth increases.")
 Q_RESNET_TEST = Q_RESNET_TRAIN + " (Table 6: test error 8.75% for ResNet-20, 6.97% for ResNet-56.)"

@@ -33,7 +33,9 @@ MAX_DERIVATIVE = {"sigmoid": 0.25, "tanh": 1.0, "relu": 1.0}
 
 # Yang et al. 2019 (A Mean Field Theory of Batch Normalization): at init, a deep ReLU net with
 # BN before each ReLU multiplies the backpropagated gradient norm by sqrt(π/(π−1)) per layer
-# (their gradient explosion; the limit of large width and batch).
+# (their gradient explosion; Theorem 3.10: the squared norm grows as β^L with β decreasing to
+# π/(π−1) as the batch grows, so at a finite batch the factor is somewhat larger).  Their
+# assumptions: gradient independence, ε = 0, γ = 1, β = 0, layers near the BSB1 fixed point.
 YANG_FACTOR = math.sqrt(math.pi / (math.pi - 1))
 
 

@@ -51,7 +51,7 @@ NOT_REPRODUCED = CONTRADICTED
 # The sources the claims come from, as the report cites them.
 SEED_ARTICLE = "the seed article (a tutorial on ResNets and the depth problems)"
 HE2016 = "He et al. 2016, Deep Residual Learning for Image Recognition (arXiv 1512.03385)"
-BALDUZZI2017 = "Balduzzi et al. 2017, The Shattered Gradients Problem (arXiv 1702.08591)"
+BALDUZZI2017 = "Balduzzi et al. 2017, The Shattered Gradients Problem (arXiv 1702.08591, ICML 2017 version)"
 IOFFE2015 = "Ioffe & Szegedy 2015, Batch Normalization (arXiv 1502.03167)"
 PASCANU2013 = "Pascanu et al. 2013, On the difficulty of training recurrent neural networks (arXiv 1211.5063)"
 YANG2019 = "Yang et al. 2019, A Mean Field Theory of Batch Normalization (arXiv 1902.08129)"
