@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from reslab.errors import ReslabError
+from reslab.training.runpaths import RunPaths
 
 METRICS = {"train_error": ("train", "--", 1.0), "val_error": ("val", "-", 2.0), "test_error": ("test", "-.", 1.4)}
 
@@ -68,13 +69,14 @@ def load_run(run_dir: str | Path) -> Run:
     if not rows:
         raise ReslabError(f"{p}: no metrics.jsonl with any line; is it a reslab run directory?")
     cfg = None
-    if (p / "config.json").is_file():
+    config = RunPaths(p).config
+    if config.is_file():
         try:
-            cfg = json.loads((p / "config.json").read_text())
+            cfg = json.loads(config.read_text())
         except json.JSONDecodeError as err:
-            raise ReslabError(f"{p / 'config.json'}: not valid JSON ({err.msg} at line {err.lineno})") from None
+            raise ReslabError(f"{config}: not valid JSON ({err.msg} at line {err.lineno})") from None
         if not isinstance(cfg, dict):
-            raise ReslabError(f"{p / 'config.json'}: not a JSON object")
+            raise ReslabError(f"{config}: not a JSON object")
     return Run(p, cfg, rows)
 
 

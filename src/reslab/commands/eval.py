@@ -6,6 +6,8 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
+from reslab.training.runpaths import RunPaths
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a run, checkpoint or weights file (error, per-class error, confusion)",
@@ -31,7 +33,7 @@ def _out_dir(args) -> Path:
     if given.is_dir():
         return given  # the run directory
     if given.is_file():
-        return given.parent.parent if given.parent.name == "checkpoints" else given.parent
+        return given.parent.parent if given.parent.name == RunPaths.CHECKPOINTS else given.parent
     return Path("eval-" + str(args.path).replace(":", "-"))  # SOURCE:MODEL
 
 

@@ -37,6 +37,7 @@ from reslab.training.host import StopFlag, process_settings
 from reslab.training.loop import TrainingDiverged, TrainResult
 from reslab.training.metrics import MetricsLogger, truncate_after
 from reslab.training.resume import latest_path
+from reslab.training.runpaths import RunPaths
 from reslab.training.resume import load as load_resume
 from reslab.training.schedule import LRSchedule
 from reslab.training.setup import build_model
@@ -148,8 +149,8 @@ def _train(cfg, seeds, outs, states, claims, say) -> list[TrainResult]:
         sched.load_state_dict(states[0][0]["schedule"])
     for c, m in zip(claims, members):  # every check passed: only now do the runs write
         c.start()
-        atomic_write(m.run_dir / "config.json", json.dumps(m.cfg.to_dict(), indent=1) + "\n")
-        truncate_after(m.run_dir / "metrics.jsonl", it)
+        atomic_write(RunPaths(m.run_dir).config, json.dumps(m.cfg.to_dict(), indent=1) + "\n")
+        truncate_after(RunPaths(m.run_dir).metrics, it)
         m.log = MetricsLogger(m.run_dir, cfg.iterations, it, enabled=True, quiet=True)
     _write_index(outs, seeds, cfg)
     say(f"reslab train: bank of {len(seeds)} x {cfg.model} (seeds {seeds}) on {cfg.dataset}, {cfg.iterations} "

@@ -15,6 +15,7 @@ from reslab.training.evaluate import evaluate_loader
 from reslab.training.host import StopFlag
 from reslab.training.loop import TrainingDiverged, TrainResult
 from reslab.training.resume import latest_path
+from reslab.training.runpaths import RunPaths
 
 
 class _Loop:
@@ -117,7 +118,7 @@ class _Loop:
             if m.best_val is None or v["error"] < m.best_val:
                 m.best_val = v["error"]
                 ckpt.atomic_save({"model": model.state_dict(), "iteration": self.it, "val_error": v["error"],
-                                  "config": m.cfg.to_dict()}, m.run_dir / "checkpoints" / ckpt.BEST)
+                                  "config": m.cfg.to_dict()}, RunPaths(m.run_dir).best)
         if m.cfg.eval_test:
             t = evaluate_loader(model, m.data.test_loader.epoch(0), *args)
             rec.update(test_error=t["error"], test_loss=t["loss"])
@@ -149,7 +150,7 @@ class _Loop:
         out = []
         for m, model in zip(self.members, models):
             if not self.interrupted:
-                ckpt.export_safetensors(model, m.run_dir / "model.safetensors",
+                ckpt.export_safetensors(model, RunPaths(m.run_dir).weights,
                                         metadata={"config": json.dumps(m.cfg.to_dict())})
             last = m.last
             out.append(TrainResult(run_dir=m.run_dir, iterations=self.it, train_error=last.get("train_error"),

@@ -9,24 +9,11 @@ import torch
 
 from reslab.errors import ReslabError
 from reslab.fileio import atomic_write
-from reslab.training import checkpoint as ckpt
 from reslab.training.config import from_dict
 from reslab.training.data import build_data
 from reslab.training.distributed import DistInfo, pick_device
 from reslab.training.evaluate import evaluate_loader
-
-
-def find_checkpoint(path: str | Path) -> Path:
-    """A checkpoint file, or a run directory's best (else latest) checkpoint."""
-    p = Path(path)
-    if p.is_dir():
-        for name in (ckpt.BEST, ckpt.LATEST):
-            if (p / "checkpoints" / name).is_file():
-                return p / "checkpoints" / name
-        raise ReslabError(f"{p}: no checkpoints/{ckpt.BEST} or checkpoints/{ckpt.LATEST}; is it a reslab run directory?")
-    if not p.is_file():
-        raise ReslabError(f"{p}: no such run directory or checkpoint file")
-    return p
+from reslab.training.runpaths import RunPaths
 
 
 def evaluate(path: str | Path, split: str | None = None, *, device: str = "auto", data_dir: str | None = None) -> dict:
@@ -104,6 +91,6 @@ def plot_confusion(result: dict, out: Path) -> Path:
 
 def write_report(result: dict, out_dir: Path) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    js = out_dir / f"eval_{result['split']}.json"
+    js = RunPaths(out_dir).eval_json(result['split'])
     atomic_write(js, json.dumps(result, indent=1) + "\n")
-    return js, plot_confusion(result, out_dir / f"confusion_{result['split']}.png")
+    return js, plot_confusion(result, RunPaths(out_dir).confusion(result['split']))

@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from reslab.training.runpaths import RunPaths
+
 log = logging.getLogger("reslab.train")
 
 WANDB_SWITCH = "RESLAB_WANDB"  # the W&B project ("1": project "reslab"); unset, empty or "0": W&B off
@@ -42,7 +44,7 @@ class Off(Exception):
 
 def _config(run_dir: Path) -> dict[str, Any]:
     try:
-        cfg = json.loads((run_dir / "config.json").read_text())
+        cfg = json.loads(RunPaths(run_dir).config.read_text())
     except (OSError, ValueError):
         return {}
     return cfg if isinstance(cfg, dict) else {}
@@ -54,7 +56,7 @@ class TensorBoard:
     def __init__(self, run_dir: Path, start: int):
         from torch.utils.tensorboard import SummaryWriter  # ImportError without the tensorboard package
 
-        self.where = run_dir / "tb"
+        self.where = RunPaths(run_dir).tb
         self._w = SummaryWriter(str(self.where), purge_step=start)
         self._cfg, self._last = _config(run_dir), {}
 
@@ -88,7 +90,7 @@ class WandB:
             raise Off("WANDB_MODE=disabled")
         import wandb  # ImportError without the wandb package
 
-        self.where = run_dir / "wandb"
+        self.where = RunPaths(run_dir).wandb
         # console="off": wandb must not wrap sys.stdout/stderr (the terminal is the logger's)
         # mode read now, not when wandb first set itself up in this process
         self._run = wandb.init(project=project, dir=str(run_dir), name=run_dir.name, config=_config(run_dir),
@@ -147,7 +149,7 @@ class Terminal:
 def open_sinks(run_dir: Path, start: int) -> tuple[list, str]:
     """The optional sinks that are installed and start, and a header phrase such as
     ``"metrics.jsonl, TensorBoard (runs/r/tb); W&B off (not installed)"``."""
-    sinks, on, off = [], ["metrics.jsonl"], []
+    sinks, on, off = [], [RunPaths.METRICS], []
     for kind, hint in ((TensorBoard, "pip install tensorboard"), (WandB, "pip install wandb")):
         try:
             sink = kind(run_dir, start)

@@ -31,6 +31,7 @@ from reslab.training.evaluate import evaluate_loader
 from reslab.training.host import StopFlag, process_settings
 from reslab.training.resume import latest_path
 from reslab.training.resume import load as load_resume
+from reslab.training.runpaths import RunPaths
 from reslab.training.setup import RunState, bf16_supported, build_model, setup, use_bf16  # noqa: F401 (API)
 
 
@@ -263,7 +264,7 @@ def _log_window(run: RunState, do_eval: bool) -> None:
             run.best_val = val
             if run.info.is_main:
                 ckpt.atomic_save({"model": run.bare.state_dict(), "iteration": run.it, "val_error": val,
-                                  "config": run.cfg.to_dict()}, run.run_dir / "checkpoints" / ckpt.BEST)
+                                  "config": run.cfg.to_dict()}, RunPaths(run.run_dir).best)
     run.log.log(run.last)
     w.reset()
 
@@ -305,7 +306,7 @@ def _finish(run: RunState) -> TrainResult:
     """The final weights as safetensors (unless interrupted), and the result."""
     seconds = run.elapsed()
     if run.info.is_main and not run.interrupted:
-        ckpt.export_safetensors(run.bare, run.run_dir / "model.safetensors",
+        ckpt.export_safetensors(run.bare, RunPaths(run.run_dir).weights,
                                 metadata={"config": json.dumps(run.cfg.to_dict())})
     last = run.last
     return TrainResult(run_dir=run.run_dir, iterations=run.it, train_error=last.get("train_error"),

@@ -10,8 +10,9 @@ from typing import Any
 
 from reslab.errors import ReslabError
 from reslab.fileio import atomic_write
+from reslab.training.runpaths import RunPaths
 
-METRICS_FILE = "metrics.jsonl"
+METRICS_FILE = RunPaths.METRICS
 
 
 # A metrics.jsonl of a 64,000-iteration run with per-module gradient norms is a few MB;

@@ -19,10 +19,11 @@ from torch import nn
 from reslab.errors import ReslabError
 from reslab.training import checkpoint as ckpt
 from reslab.training.config import TrainConfig, from_dict
+from reslab.training.runpaths import RunPaths
 
 
 def latest_path(run_dir: str | Path) -> Path:
-    return Path(run_dir) / "checkpoints" / ckpt.LATEST
+    return RunPaths(run_dir).latest
 
 
 def require_checkpoint(run_dir: str | Path) -> None:
@@ -42,7 +43,7 @@ def load(run_dir: Path) -> tuple[dict, TrainConfig]:
         raise ReslabError(f"{path}: not a resumable checkpoint: lacks config")
     cfg = from_dict(state["config"])
     ckpt.check_resume_state(state, path, cfg.iterations)
-    saved = run_dir / "config.json"
+    saved = RunPaths(run_dir).config
     if saved.is_file():
         try:
             on_disk = json.loads(saved.read_text())

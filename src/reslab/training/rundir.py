@@ -25,13 +25,15 @@ from pathlib import Path
 
 from reslab.errors import ReslabError
 from reslab.fileio import sweep_temporaries
+from reslab.training.runpaths import RunPaths
 
-LOCK_FILE = ".reslab.lock"
+LOCK_FILE = RunPaths.LOCK
 # What makes a directory a (finished or partial) reslab run.
-RUN_MARKERS = ("config.json", "metrics.jsonl", "model.safetensors", "checkpoints")
+RUN_MARKERS = (RunPaths.CONFIG, RunPaths.METRICS, RunPaths.WEIGHTS, RunPaths.CHECKPOINTS)
 # Everything a run (and `reslab eval` on it) writes; --overwrite removes only these.
-_RUN_OUTPUTS = RUN_MARKERS + ("tb",)
-_RUN_OUTPUT_PREFIXES = ("eval_", "confusion_", ".metrics.jsonl.tmp", ".model.safetensors.tmp", ".config.json.tmp")
+_RUN_OUTPUTS = RUN_MARKERS + (RunPaths.TB,)
+_RUN_OUTPUT_PREFIXES = (RunPaths.EVAL_PREFIX, RunPaths.CONFUSION_PREFIX,
+                        *(f".{n}.tmp" for n in (RunPaths.METRICS, RunPaths.WEIGHTS, RunPaths.CONFIG)))
 
 
 def _is_run_output(name: str) -> bool:
@@ -158,7 +160,7 @@ def claim(run_dir: str | Path, *, resume: bool = False, overwrite: bool = False)
             raise ReslabError(f"--out {run_dir}: not empty ({shown}) and not a reslab run directory; "
                               "choose an empty or new directory")
         elif markers and not overwrite:
-            what = "a finished run" if "model.safetensors" in markers else "a partial run"
+            what = "a finished run" if RunPaths.WEIGHTS in markers else "a partial run"
             raise ReslabError(f"--out {run_dir}: already holds {what} ({', '.join(markers)}); continue it with "
                               f"--resume {run_dir}, start it over with --overwrite, or choose another --out")
         elif markers:
@@ -168,6 +170,6 @@ def claim(run_dir: str | Path, *, resume: bool = False, overwrite: bool = False)
         raise
     claimed._stale = stale
     if resume:  # what a kill -9 during an atomic write left (e.g. checkpoints/.latest.pt.tmpPID)
-        for folder in (run_dir, run_dir / "checkpoints"):
+        for folder in (run_dir, RunPaths(run_dir).checkpoints):
             sweep_temporaries(folder)
     return claimed

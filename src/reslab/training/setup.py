@@ -27,6 +27,7 @@ from reslab.training.data import RunData, build_data
 from reslab.training.evaluate import autocast_ctx
 from reslab.training.metrics import MetricsLogger, truncate_after
 from reslab.training.rundir import RunDir
+from reslab.training.runpaths import RunPaths
 from reslab.training.schedule import LRSchedule
 
 
@@ -136,10 +137,10 @@ def setup(cfg: TrainConfig, run_dir: Path, state: dict | None, info: D.DistInfo,
     if info.is_main:
         if claimed is not None:
             claimed.start()  # --overwrite: the replaced run's files go only now
-        atomic_write(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=1) + "\n")
+        atomic_write(RunPaths(run_dir).config, json.dumps(cfg.to_dict(), indent=1) + "\n")
         # a resumed run logs again what came after its checkpoint; a fresh one drops the lines
         # a killed earlier attempt left behind
-        truncate_after(run_dir / "metrics.jsonl", position.iteration if position else 0)
+        truncate_after(RunPaths(run_dir).metrics, position.iteration if position else 0)
     bare = model
     if info.enabled:
         if cfg.sync_bn and device.type == "cuda":
