@@ -115,3 +115,11 @@ def test_pretrained_with_other_num_classes_gets_a_new_head(published, caplog):
     assert all(torch.equal(got[k], v) for k, v in body.items())  # everything but the head is pretrained
     with pytest.raises(ReslabError, match="in_channels=3"):
         reslab.create_model("resnet20", pretrained="chenyaofo-cifar10", in_channels=1)
+
+
+def test_akamaster_card_says_its_checkpoint_was_selected_on_the_test_set():
+    from reslab.weights.sources import SOURCES
+
+    card = SOURCES["akamaster"].card("resnet56")
+    text = "\n".join(card.lines())
+    assert "selected on the test set" in text and "93.62" in text and "93.39" in text

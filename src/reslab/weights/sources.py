@@ -185,8 +185,12 @@ SOURCES: dict[str, Source] = {
         license="BSD-2-Clause (Copyright (c) 2018, Yerlan Idelbayev)", repo=AKAMASTER_REPO, commit=AKAMASTER_COMMIT,
         mean=_IMAGENET_MEAN, std=_IMAGENET_STD, mean_std_from="trainer.py's transforms.Normalize",
         reported_by=f"README.md of {AKAMASTER_REPO}, 'Test err(this impl.)'",
-        notes="trained on all 50k training images (no validation split); option A shortcuts whose zero "
-              "channels sit on both sides, imported by permuting channels (same function)",
+        notes="trained on all 50k training images (no validation split): its trainer.py evaluates on the "
+              "CIFAR-10 *test* split and keeps the checkpoint with the best test accuracy, so the reported test "
+              "errors are those of a checkpoint selected on the test set (optimistic); the accuracy stored in each "
+              "file (best_prec1, e.g. 93.62% for resnet56) is that selection's and differs from the README figure "
+              "quoted above (6.61% error = 93.39% for resnet56); option A shortcuts whose zero channels sit on both "
+              "sides, imported by permuting channels (same function)",
         files={f.model: f for f in (
             _aka(20, "12fca82f0bebc4135bf1f32f6e3710e61d5108578464b84fd6d7f5c1b04036c8", "8.27"),
             _aka(32, "d509ac1820d7f25398913559d7e81a13229b1e7adc5648e3bfa5e22dc137f850", "7.37"),
