@@ -172,3 +172,18 @@ def test_bank_fallback_says_why():
     assert "GPU" in bank_fallback(from_dict(TINY), torch.device("cuda"))
     assert "bf16" in bank_fallback(from_dict({**TINY, "amp": "bf16"}))
     assert "not a CIFAR" in bank_fallback(from_dict({**TINY, "model": "resnet18"}))
+
+
+@pytest.mark.skipif(not FMNIST.is_dir(), reason="needs Fashion-MNIST (scripts/setup.sh installs it as root)")
+def test_a_full_run_as_a_bank_ends_where_separate_runs_end(tmp_path, one_thread):
+    """A whole (tiny) run: the bank's final errors and the separate runs' agree within the
+    spread over seeds, and the runs learn (so the comparison means something)."""
+    from statistics import mean, stdev
+
+    cfg = from_dict({**TINY, "dataset": "fashion-mnist", "iterations": 80, "schedule": "onecycle", "lr": 0.1,
+                     "train_subset": 512, "eval_every": 80, "ckpt_every": 0, "log_every": 20})
+    seeds = [0, 1, 2]
+    bank = [r.train_error for r in train_bank(cfg, seeds, [tmp_path / f"b{s}" for s in seeds], say=lambda _m: None)]
+    alone = [train(dataclasses.replace(cfg, seed=s), tmp_path / f"s{s}", quiet=True).train_error for s in seeds]
+    assert max(alone) < 0.6  # learned: chance is 0.9
+    assert abs(mean(bank) - mean(alone)) <= max(stdev(alone), 0.01)
