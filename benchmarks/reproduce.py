@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from reslab.experiments import EXPERIMENTS  # noqa: E402
+from reslab.experiments import REPRODUCE  # noqa: E402
 from reslab.experiments.base import conditions  # noqa: E402
 
 
@@ -43,7 +43,7 @@ def main() -> int:
     c = conditions()
     print(f"\nmachine: {c['cpu']} ({' '.join(c['cpu_flags'])}), {c['cores']} cores, torch {c['torch']}, {c['date']}")
     print(f"load average before: {load_before[0]:.2f}, after: {os.getloadavg()[0]:.2f}")
-    for name in EXPERIMENTS:
+    for name in REPRODUCE:
         res = json.loads((out / name / "results.json").read_text())
         failed = [p["name"] for p in res["verdict"]["parts"] if not p["passed"]]
         print(f"  {name:<12} {res['seconds']:7.1f} s   {res['verdict']['outcome']}"

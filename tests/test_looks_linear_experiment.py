@@ -1,6 +1,6 @@
 """The looks-linear experiment on the contract: a tiny run, its judge fed hand-built numbers
 for every outcome (reproduced, partly, not resolved, contradicted, not judged), its figure,
-and the `reslab looks-linear` command (not registered in EXPERIMENTS)."""
+and the `reslab looks-linear` command (an experiment that `reslab reproduce` does not run)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 
 from reslab import ReslabError
 from reslab.cli import main
-from reslab.experiments import EXPERIMENTS, base
+from reslab.experiments import EXPERIMENTS, REPRODUCE, base
 from reslab.experiments import looks_linear as ll
 from reslab.experiments import looks_linear_plots
 
@@ -32,7 +32,7 @@ def results():
 def test_tiny_run_reproduces_and_is_saved(results, tmp_path):
     assert results["experiment"] == "looks_linear"
     assert results["verdict"]["outcome"] == base.REPRODUCED, results["verdict"]
-    assert "looks_linear" not in EXPERIMENTS                  # the main job's budget is unchanged
+    assert "looks_linear" in EXPERIMENTS and "looks_linear" not in REPRODUCE  # reproduce's budget is unchanged
     base.save_results(results, tmp_path)
     assert base.load_results(tmp_path)["verdict"]["outcome"] == base.REPRODUCED
     paths = looks_linear_plots.plot(json.loads((tmp_path / "results.json").read_text()), tmp_path)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import pytest
 
 from reslab.cli import main
-from reslab.experiments import EXPERIMENTS, base
+from reslab.experiments import EXPERIMENTS, REPRODUCE, base
 from reslab.report import build
 from reslab.report.build import headline
 
@@ -164,6 +164,6 @@ def test_reproduce_end_to_end_at_tiny_scale(tmp_path, monkeypatch, capsys):
     lines = [ln for ln in out.splitlines() if ln.startswith("[")]
     assert len(lines) == 4 and all(any(o.upper() + ":" in ln for o in base.OUTCOMES) for ln in lines)
     page = (tmp_path / "report.html").read_text()
-    for name in EXPERIMENTS:
+    for name in REPRODUCE:
         assert (tmp_path / name / "results.json").is_file() and f"id='{name}'" in page
     assert page.count("data:image/png;base64,") >= 4 + 3  # vanishing/exploding/shattered have several figures

@@ -205,10 +205,10 @@ def _parser():
     # only this command's parser: the test does not depend on the other commands
     import argparse
 
-    from reslab.commands import shattered as command
+    from reslab.commands._experiment import add_experiment_command
 
     p = argparse.ArgumentParser()
-    command.add_parser(p.add_subparsers(dest="command"))
+    add_experiment_command(p.add_subparsers(dest="command"), "shattered")
     return p
 
 

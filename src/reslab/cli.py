@@ -14,10 +14,10 @@ import sys
 from reslab.errors import ReslabError
 from reslab.logs import cli_handler
 
-# Sub-commands listed first in `reslab --help`; any other module in reslab.commands
-# that defines add_parser() follows in alphabetical order.
+# Sub-commands listed first in `reslab --help` ("experiments" adds one command per experiment);
+# any other module in reslab.commands that defines add_parser() follows in alphabetical order.
 COMMAND_ORDER = [
-    "reproduce", "vanishing", "exploding", "shattered", "degradation", "report",
+    "reproduce", "experiments", "report",
     "train", "eval", "weights", "info", "data",
 ]
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from reslab.errors import ReslabError
 from reslab import logs
-from reslab.experiments import base, load, run_and_save
+from reslab.experiments import base, declared, load, names, run_and_save
 
 
 def add_common_args(parser, *, default_out: str = "reslab-report", scales: tuple[str, ...] = ("quick", "full")) -> None:
@@ -47,20 +47,32 @@ def run_one(name: str, args, overrides: dict[str, Any] | None = None, say=None) 
     return results
 
 
-def add_experiment_command(sub, name: str, *, help: str, description: str,
-                           extra: Callable[[Any], None] | None = None,
-                           overrides: Callable[[Any], dict[str, Any]] | None = None) -> None:
-    """The ``reslab NAME`` command: the common flags, plus ``extra(parser)`` flags turned
-    into config overrides by ``overrides(args)``."""
+def command_name(name: str) -> str:
+    """``reslab looks-linear`` runs the module ``looks_linear``."""
+    return name.replace("_", "-")
+
+
+def add_experiment_command(sub, name: str) -> None:
+    """The ``reslab NAME`` command, from what experiment ``name`` declares: its help texts, the
+    common flags, and its own flags (``add_flags(parser)``) turned into config overrides by
+    ``overrides(args)``."""
     module = load(name)
+    add_flags = declared(name, "add_flags", None)
+    overrides = declared(name, "overrides", None)
 
     def run(args) -> int:
         run_one(name, args, overrides(args) if overrides else None)
         print(f"results and figures: {Path(args.out) / name}")
         return 0
 
-    p = sub.add_parser(name, help=help, description=description)
+    p = sub.add_parser(command_name(name), help=declared(name, "HELP"), description=declared(name, "DESCRIPTION"))
     add_common_args(p, scales=module.Config.scales)
-    if extra:
-        extra(p)
+    if add_flags:
+        add_flags(p)
     p.set_defaults(func=run)
+
+
+def add_experiment_commands(sub) -> None:
+    """One command per experiment module, in its declared order."""
+    for name in names():
+        add_experiment_command(sub, name)

@@ -6,7 +6,7 @@ import time
 
 from reslab import logs
 from reslab.commands._experiment import add_common_args, check_common
-from reslab.experiments import EXPERIMENTS, base, load, run_and_save
+from reslab.experiments import REPRODUCE, base, load, run_and_save
 
 
 def add_parser(sub) -> None:
@@ -15,8 +15,8 @@ def add_parser(sub) -> None:
                                    "each judged part by part (reproduced, partly reproduced or not reproduced); "
                                    "then a self-contained report.html and report.md.")
     add_common_args(p, scales=("quick", "medium", "full"))
-    p.add_argument("--only", nargs="+", choices=list(EXPERIMENTS), metavar="NAME",
-                   help=f"run only these experiments ({', '.join(EXPERIMENTS)})")
+    p.add_argument("--only", nargs="+", choices=REPRODUCE, metavar="NAME",
+                   help=f"run only these experiments ({', '.join(REPRODUCE)})")
     p.set_defaults(func=run)
 
 
@@ -24,7 +24,7 @@ def run(args) -> int:
     from reslab.report import build
 
     check_common(args)
-    names = args.only or list(EXPERIMENTS)
+    names = args.only or REPRODUCE
     # Every config is built, and so checked, before anything runs or is written.  "medium"
     # is a scale of the experiments that train; the others run their quick preset with it.
     configs = {}

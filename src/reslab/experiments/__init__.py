@@ -1,31 +1,80 @@
-"""One module per seed claim, on the contract of :mod:`reslab.experiments.base`:
-``NAME.py`` (claim, config, measurement, judgement) and ``NAME_plots.py`` (figures).
+"""One module per claim, on the contract of :mod:`reslab.experiments.base`: ``NAME.py``
+(claim, config, measurement, judgement, and how it presents itself) and ``NAME_plots.py``
+(figures).
 
-Registering an experiment is one line in :data:`EXPERIMENTS` (name → report title).
+An experiment is found, not registered: every module here with a sibling ``NAME_plots.py``
+is one.  It declares
+
+* ``NAME`` (its results folder, ``OUT/NAME``), ``TITLE`` (the report's heading),
+  ``IN_REPRODUCE`` (whether ``reslab reproduce`` runs it) and ``ORDER`` (its place in the
+  CLI's help and the report; lower first);
+* ``HELP`` and ``DESCRIPTION``: its command's one-line help and ``--help`` text; the command is
+  ``reslab NAME`` with ``_`` written ``-`` (:mod:`reslab.commands._experiment` builds it);
+* optionally ``add_flags(parser)`` and ``overrides(args) -> dict``: its own flags, and the
+  config overrides they give.
+
+:data:`EXPERIMENTS` (name -> title, in order) is computed from the modules on each access.
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-EXPERIMENTS: dict[str, str] = {
-    "vanishing": "Vanishing gradients",
-    "exploding": "Exploding gradients",
-    "shattered": "Shattered gradients (Balduzzi et al. 2017)",
-    "degradation": "The degradation problem (He et al. 2016)",
-}
+PLOTS_SUFFIX = "_plots"
+DECLARED = ("NAME", "TITLE", "IN_REPRODUCE", "ORDER", "HELP", "DESCRIPTION")
+
+
+def names() -> list[str]:
+    """Every experiment module's name, in ``ORDER``."""
+    found = {m.name for m in pkgutil.iter_modules(__path__)}
+    mods = [n for n in found if not n.endswith(PLOTS_SUFFIX) and n + PLOTS_SUFFIX in found]
+    return sorted(mods, key=lambda n: (declared(n, "ORDER"), n))
+
+
+_REQUIRED = object()
+
+
+def declared(name: str, attr: str, default: Any = _REQUIRED) -> Any:
+    """``attr`` as experiment ``name`` declares it, else ``default``; a module that lacks a
+    required declaration is one line."""
+    module = importlib.import_module(f"{__name__}.{name}")
+    if hasattr(module, attr):
+        return getattr(module, attr)
+    pending = _PENDING.get(name)
+    if pending and hasattr(importlib.import_module(pending), attr):
+        return getattr(importlib.import_module(pending), attr)
+    if default is not _REQUIRED:
+        return default
+    from reslab.errors import ReslabError
+
+    raise ReslabError(f"experiment module {module.__name__} declares no {attr} (every experiment declares "
+                      f"{', '.join(DECLARED)})")
+
+
+# Declarations kept beside a module until the module carries them itself (then delete both).
+_PENDING = {"degradation": f"{__name__}._pending_degradation"}
+
+
+def __getattr__(attr: str):
+    if attr == "EXPERIMENTS":  # computed, so a module added at run time (a test's) is seen
+        return {n: declared(n, "TITLE") for n in names()}
+    if attr == "REPRODUCE":    # what `reslab reproduce` runs, in order
+        return [n for n in names() if declared(n, "IN_REPRODUCE")]
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
 
 
 def load(name: str) -> ModuleType:
     """The experiment module ``reslab.experiments.NAME``."""
     from reslab.errors import ReslabError
 
-    if name not in EXPERIMENTS:
-        raise ReslabError(f"unknown experiment {name!r}; valid: {', '.join(EXPERIMENTS)}")
-    return importlib.import_module(f"reslab.experiments.{name}")
+    valid = names()
+    if name not in valid:
+        raise ReslabError(f"unknown experiment {name!r}; valid: {', '.join(valid)}")
+    return importlib.import_module(f"{__name__}.{name}")
 
 
 def run_and_save(name: str, cfg: Any, out: str | Path, *, say=None, quiet: bool = True,
@@ -38,5 +87,5 @@ def run_and_save(name: str, cfg: Any, out: str | Path, *, say=None, quiet: bool 
     with base.torch_threads(cfg.threads):
         results = module.run(cfg, ctx)
     base.save_results(results, ctx.out_dir)
-    importlib.import_module(f"reslab.experiments.{name}_plots").plot(results, ctx.out_dir)
+    importlib.import_module(f"{__name__}.{name}{PLOTS_SUFFIX}").plot(results, ctx.out_dir)
     return results

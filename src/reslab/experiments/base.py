@@ -13,8 +13,9 @@ An experiment module ``reslab.experiments.NAME`` defines
   the sentence it tests and its criterion is fixed in code before the run;
 
 and its figures live in the sibling ``NAME_plots.py`` with ``plot(results, out_dir) ->
-[png paths]``, which reads saved results only.  Registering it is one line in
-:data:`reslab.experiments.EXPERIMENTS`.
+[png paths]``, which reads saved results only.  It also declares its name, title, place and
+command (``NAME``, ``TITLE``, ``IN_REPRODUCE``, ``ORDER``, ``HELP``, ``DESCRIPTION``, optionally
+``add_flags``/``overrides``; see :mod:`reslab.experiments`): nothing else is edited to add one.
 
 Results live in ``OUT/NAME/results.json`` beside the figures, so the report can be
 rebuilt without training anything.

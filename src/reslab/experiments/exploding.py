@@ -62,6 +62,15 @@ from reslab.experiments import exploding_judge as ej
 from reslab.experiments.exploding_train import CONDITIONS, growth, layer_growth, train
 from reslab.experiments.fcnets import check_net_config, decades, load_flat, log_summary, normalise, num
 
+NAME = "exploding"
+TITLE = "Exploding gradients"
+IN_REPRODUCE = True
+ORDER = 20
+HELP = 'exploding gradients: layer-wise growth with gain > 1, raw-pixel overflow, BN + ReLU'
+DESCRIPTION = ("Deep plain ReLU nets on flattened Fashion-MNIST: the backpropagated gradient per layer "
+               "at step 0 with weights x gain > 1 (without and with BN), and SGD runs on raw 0-255 or "
+               "normalised inputs, with or without BN, catching the step, pass and layer where values "
+               "turn non-finite.  Quick scale: about 20 s on one CPU thread.")
 CLAIM = ("Exploding gradients: when each layer multiplies the gradient by more than 1 (weights with gain > 1, "
          "no normalisation) it grows geometrically layer by layer toward the input (Pascanu et al. 2013); "
          "exploding gradients occur \"when your data was not normalized properly, after which during "
@@ -122,7 +131,7 @@ class Config(base.ExperimentConfig):
 
 
 def config_for(scale: str, seeds: int | None = None, **overrides) -> Config:
-    return base.config_from_scales(Config, SCALES, "exploding", scale, seeds, overrides)
+    return base.config_from_scales(Config, SCALES, NAME, scale, seeds, overrides)
 
 
 # ---------------------------------------------------------------- the experiment
@@ -150,7 +159,7 @@ def run(cfg: Config, ctx: base.Context) -> dict[str, Any]:
     scope = {"data": f"{cfg.dataset}, first {cfg.n_images} training images (raw 0-255 or normalised)",
              "budget": f"depths {', '.join(map(str, cfg.depths))}; width {cfg.width}; up to {cfg.steps} SGD "
                        f"steps (lr {cfg.lr}, batch {cfg.batch}); gain conditions: weights × {cfg.layer_gain:g}"}
-    return base.make_results("exploding", CLAIM, cfg, data, judge(cfg, data), time.perf_counter() - start,
+    return base.make_results(NAME, CLAIM, cfg, data, judge(cfg, data), time.perf_counter() - start,
                              scope=scope)
 
 

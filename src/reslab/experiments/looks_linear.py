@@ -44,8 +44,8 @@ data, so they are compared seed by seed (paired 95% intervals).  Two more parts:
 The looks-linear net has about twice the parameters of its He twin (each conv reads the
 CReLU's doubled channels); that is the construction, not a choice made here.
 
-Not registered in :data:`reslab.experiments.EXPERIMENTS` (it would break the main job's
-10-minute budget); run it with ``reslab looks-linear``.
+Not part of ``reslab reproduce`` (``IN_REPRODUCE = False``): its training half alone takes
+longer than the rest of ``reproduce`` together; run it with ``reslab looks-linear``.
 """
 
 from __future__ import annotations
@@ -65,6 +65,14 @@ from reslab.probes.shattering import input_gradients, input_grid, lag1_autocorre
 
 NAME = "looks_linear"
 TITLE = "Looks-linear initialisation (Balduzzi et al. 2017, §5)"
+IN_REPRODUCE = False
+ORDER = 50
+HELP = "Balduzzi et al. §5: looks-linear init keeps deep plain nets unshattered"
+DESCRIPTION = ("A deep plain CReLU net with looks-linear initialisation ([W0, -W0], W0 orthogonal) is linear at "
+               "init, so its df/dx does not shatter; a He-initialised ReLU net of the same depth does. Then "
+               "plain-56 with looks-linear init, plain-56 with He init and ResNet-56 train on Fashion-MNIST "
+               "(3 seeds): the looks-linear net should train better than its He twin and about as well as the "
+               "ResNet. Writes OUT/looks_linear/.")
 CLAIM = ("A deep plain net with CReLU activations and looks-linear initialisation (mirrored weights [W0, -W0], "
          "W0 orthogonal) is linear at initialisation, so the gradient of its output with respect to its input "
          "does not shatter, whereas a He-initialised ReLU net of the same depth does (Balduzzi et al. 2017, "
@@ -119,6 +127,19 @@ class Config(base.ExperimentConfig):
 
 def config_for(scale: str, seeds: int | None = None, **overrides) -> Config:
     return base.config_from_scales(Config, SCALES, NAME, scale, seeds, overrides)
+
+
+def add_flags(p) -> None:
+    """``reslab looks-linear``'s own flags."""
+    p.add_argument("--depths", type=int, nargs="+", default=None, metavar="D", help="hidden layers per net")
+    p.add_argument("--width", type=int, default=None, help="units per hidden layer (default: 200)")
+    p.add_argument("--train-iterations", type=int, default=None, metavar="N",
+                   help="iterations per CIFAR net in the training half (default: 600; 0 skips training)")
+
+
+def overrides(args) -> dict[str, Any]:
+    return {"depths": tuple(args.depths) if args.depths else None, "width": args.width,
+            "train_iterations": args.train_iterations}
 
 
 # ---------------------------------------------------------------- measuring

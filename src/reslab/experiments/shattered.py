@@ -60,6 +60,16 @@ from reslab.experiments.shattered_measure import (BROWN, WHITE, activity, gradie
 from reslab.models.mlp import BLOCKS
 from reslab.probes.shattering import autocorrelation
 
+NAME = "shattered"
+TITLE = "Shattered gradients (Balduzzi et al. 2017)"
+IN_REPRODUCE = True
+ORDER = 30
+HELP = "shattered gradients: plain nets' df/dx looks like white noise, ResNets' like brown noise"
+DESCRIPTION = ("Balduzzi et al. 2017 (arXiv 1702.08591): df/dx of scalar nets (width 200, ReLU, He init, "
+               "BN over the 256-point grid, statistics held fixed) over depth; plain nets vs ResNets with "
+               "beta = 1 and 0.1 (residual block a + beta*ReLU(BN(W a)); the pre-activation layout is "
+               "reported as context).  Writes OUT/shattered/results.json and three figures.  Quick scale: "
+               "20 seeds, about 10 s on one thread (benchmarks/shattered.py).")
 CLAIM = ("As a plain net gets deeper, the gradient of its output with respect to its input, over a 1-D grid of "
          "inputs, whitens: at 24 layers it looks like white noise.  A 50-layer ResNet's lies in between white and "
          "brown noise, far more resistant to shattering, and with the branch rescaled by β = 0.1 it resembles brown "
@@ -125,7 +135,7 @@ class Config(base.ExperimentConfig):
 
 
 def config_for(scale: str, seeds: int | None = None, **overrides) -> Config:
-    return base.config_from_scales(Config, SCALES, "shattered", scale, seeds, overrides)
+    return base.config_from_scales(Config, SCALES, NAME, scale, seeds, overrides)
 
 
 # ---------------------------------------------------------------- running
@@ -192,7 +202,7 @@ def run(cfg: Config, ctx: base.Context) -> dict[str, Any]:
              "budget": f"depths {list(cfg.depths)}, width {cfg.width}, β {list(cfg.betas)}, block {cfg.block} "
                        f"(also {cfg.context_block} at depth {cfg.fig1_resnet_depth}); noise yardsticks from "
                        f"{cfg.noise_walks} sequences"}
-    return base.make_results("shattered", CLAIM, cfg, data, verdict_, time.perf_counter() - start, scope=scope)
+    return base.make_results(NAME, CLAIM, cfg, data, verdict_, time.perf_counter() - start, scope=scope)
 
 
 def notes(cfg: Config) -> list[str]:

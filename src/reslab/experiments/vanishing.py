@@ -52,6 +52,16 @@ from reslab.experiments import vanishing_judge as vj
 from reslab.experiments.fcnets import YANG_FACTOR, check_net_config, decades, load_flat, log_summary, normalise
 from reslab.experiments.vanishing_probe import EXAMPLE_LAYERS, example, measure, sigmoid_curve
 
+NAME = "vanishing"
+TITLE = "Vanishing gradients"
+IN_REPRODUCE = True
+ORDER = 10
+HELP = "vanishing gradients: sigmoid's 0.25 derivative, per-layer backward factors, ReLU(+BN)"
+DESCRIPTION = ("Deep plain fully connected nets (sigmoid, tanh, ReLU, ReLU+BN) on flattened "
+               "Fashion-MNIST: per-layer backward factors next to sigma'(z) and the weights' spectral "
+               "norms, the ten-layer 0.25^9 example, the product bound with and without the weights, "
+               "and the first/last layer gradient ratio at init and after a few SGD steps.  "
+               "Quick scale: about 20 s on one CPU thread.")
 CLAIM = ("Vanishing gradients (the seed article): the sigmoid's derivative is at most 0.25, so ten sigmoid "
          "layers multiply the gradient by about 0.25^9 and deep sigmoid nets starve their first layers of "
          "gradient; ReLU avoids this, and \"Batch Normalization combined with ReLU resolves the vanishing and "
@@ -110,7 +120,7 @@ class Config(base.ExperimentConfig):
 
 
 def config_for(scale: str, seeds: int | None = None, **overrides) -> Config:
-    return base.config_from_scales(Config, SCALES, "vanishing", scale, seeds, overrides)
+    return base.config_from_scales(Config, SCALES, NAME, scale, seeds, overrides)
 
 
 def run(cfg: Config, ctx: base.Context) -> dict[str, Any]:
@@ -146,7 +156,7 @@ def run(cfg: Config, ctx: base.Context) -> dict[str, Any]:
                      f"{cfg.probe_batch}",
              "budget": f"depths {', '.join(map(str, cfg.depths))}; width {cfg.width}; at init and after "
                        f"{cfg.steps} SGD steps (lr {cfg.lr}, batch {cfg.batch})"}
-    return base.make_results("vanishing", CLAIM, cfg, data, judge(cfg, data), time.perf_counter() - start,
+    return base.make_results(NAME, CLAIM, cfg, data, judge(cfg, data), time.perf_counter() - start,
                              scope=scope)
 
 

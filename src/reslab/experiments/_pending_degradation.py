@@ -1,11 +1,20 @@
-"""``reslab degradation``: plain vs residual nets at two or more depths (He et al. Figs. 1, 6)."""
+"""What :mod:`reslab.experiments.degradation` declares once its owner moves these lines into it
+(then this file and its entry in ``reslab.experiments._PENDING`` go)."""
 
-from __future__ import annotations
+NAME = "degradation"
+TITLE = "The degradation problem (He et al. 2016)"
+IN_REPRODUCE = True
+ORDER = 40
+HELP = "the degradation problem: plain-56 trains worse than plain-20, ResNet-56 better than ResNet-20"
+DESCRIPTION = ("Train plain and residual nets of several depths on the same data, budget and seeds; "
+               "judge each part of He et al.'s claim (deeper plain nets train worse, the constructed solution beats "
+               "what the solver finds, deeper ResNets train better) with paired 95% intervals over seeds; "
+               "each net's seeds train together as one bank; plot He et al. Fig. 6-style curves.  "
+               "quick: the budget of `reslab reproduce` on a 2-core CPU (benchmarks/RESULTS.md); "
+               "medium: nearer convergence; full: CIFAR-10 with the he2016 recipe.")
 
-from reslab.commands._experiment import add_experiment_command
 
-
-def _flags(p) -> None:
+def add_flags(p) -> None:
     p.add_argument("--depths", type=int, nargs="+", help="depths, each 6n+2 (default: 20 56; full: 20 32 44 56 110)")
     p.add_argument("--recipe", choices=["quick", "he2016"], help="quick (one-cycle, CPU) or he2016 (§4.2, 64k iterations)")
     p.add_argument("--dataset", help="fashion-mnist (quick/medium default), cifar10 (full default), ...")
@@ -19,20 +28,8 @@ def _flags(p) -> None:
     p.add_argument("--device", help="auto, cpu, cuda")
 
 
-def _overrides(args) -> dict:
+def overrides(args) -> dict:
     return dict(depths=tuple(args.depths) if args.depths else None, recipe=args.recipe, dataset=args.dataset,
                 iterations=args.iterations, train_subset=args.train_subset, width=args.width, device=args.device,
                 batch_size=args.batch_size, workers=args.workers, bank_size=args.bank_size,
                 bank=False if args.no_bank else None)
-
-
-def add_parser(sub) -> None:
-    add_experiment_command(
-        sub, "degradation", extra=_flags, overrides=_overrides,
-        help="the degradation problem: plain-56 trains worse than plain-20, ResNet-56 better than ResNet-20",
-        description="Train plain and residual nets of several depths on the same data, budget and seeds; "
-                    "judge each part of He et al.'s claim (deeper plain nets train worse, the constructed solution beats "
-                    "what the solver finds, deeper ResNets train better) with paired 95% intervals over seeds; "
-                    "each net's seeds train together as one bank; plot He et al. Fig. 6-style curves.  "
-                    "quick: the main job's budget (benchmarks/RESULTS.md); medium: nearer convergence; "
-                    "full: CIFAR-10 with the he2016 recipe.")
