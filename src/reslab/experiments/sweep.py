@@ -13,6 +13,7 @@ processes with ``threads`` threads each take the banks, largest first.
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,9 @@ def train_group(cfg, out_dir: str | Path, data_dir: str | None, kind: str, depth
         if r.exists():
             shutil.rmtree(r)
     tcfg = train_config(cfg, kind, depth, seeds[0], data_dir)
-    results = train_seeds(tcfg, list(seeds), runs, bank=cfg.bank, quiet=True, say=lambda _m: None)
+    # one line per log step and the reason for any fallback, on the reslab logger (a worker's log file)
+    results = train_seeds(tcfg, list(seeds), runs, bank=cfg.bank, quiet=True,
+                          say=logging.getLogger("reslab.train").info)
     for res in results:
         if res.interrupted:
             raise KeyboardInterrupt(f"{net_name(kind, depth)} interrupted at iteration {res.iterations}")
@@ -100,9 +103,13 @@ def _in_worker(cfg, out_dir: str, data_dir: str | None, kind: str, depth: int, s
         sys.stdout.flush(), sys.stderr.flush()
         saved = os.dup(1), os.dup(2)
         os.dup2(f.fileno(), 1), os.dup2(f.fileno(), 2)
+        handler = logging.StreamHandler(sys.stderr)  # a spawned process has no handler of the CLI's
+        logging.getLogger("reslab").addHandler(handler)
+        logging.getLogger("reslab").setLevel(logging.INFO)
         try:
             return train_group(cfg, out_dir, data_dir, kind, depth, seeds)
         finally:
+            logging.getLogger("reslab").removeHandler(handler)
             sys.stdout.flush(), sys.stderr.flush()
             os.dup2(saved[0], 1), os.dup2(saved[1], 2)
             os.close(saved[0]), os.close(saved[1])

@@ -90,8 +90,10 @@ def train_seeds(cfg: TrainConfig, seeds: list[int], outs: list[Path], *, bank: b
     if why is None:
         return train_bank(cfg, seeds, outs, resume=resume, overwrite=overwrite, say=say)
     say(f"reslab train: {len(seeds)} seeds one after another ({why})")
-    return [train(None if resume else dataclasses.replace(cfg, seed=s), o, resume=resume, overwrite=overwrite,
-                  quiet=quiet) for s, o in zip(seeds, outs)]
+    results = [train(None if resume else dataclasses.replace(cfg, seed=s), o, resume=resume, overwrite=overwrite,
+                     quiet=quiet) for s, o in zip(seeds, outs)]
+    _write_index([Path(o) for o in outs], seeds, cfg, banked=False, why=why)
+    return results
 
 
 def train_bank(cfg: TrainConfig, seeds: list[int], outs: list[Path], *, resume: bool = False,
@@ -151,7 +153,7 @@ def _train(cfg, seeds, outs, states, claims, say) -> list[TrainResult]:
         c.start()
         atomic_write(RunPaths(m.run_dir).config, json.dumps(m.cfg.to_dict(), indent=1) + "\n")
         truncate_after(RunPaths(m.run_dir).metrics, it)
-        m.log = MetricsLogger(m.run_dir, cfg.iterations, it, enabled=True, quiet=True)
+        m.log = MetricsLogger(m.run_dir, cfg.iterations, it, enabled=True, quiet=True, terminal=False)
     _write_index(outs, seeds, cfg)
     say(f"reslab train: bank of {len(seeds)} x {cfg.model} (seeds {seeds}) on {cfg.dataset}, {cfg.iterations} "
         f"iterations of {cfg.batch_size} images each, {torch.get_num_threads()} thread(s), fp32 -> "
@@ -195,12 +197,14 @@ def _restore_momentum(bank: Bank, opt: torch.optim.Optimizer, states: list[dict]
         opt.state[p]["momentum_buffer"] = joined[n].to(memory_format=torch.preserve_format).clone()
 
 
-def _write_index(outs: list[Path], seeds: list[int], cfg: TrainConfig) -> None:
-    """``bank.json`` beside the runs (in their common parent): which runs trained together."""
+def _write_index(outs: list[Path], seeds: list[int], cfg: TrainConfig, banked: bool = True,
+                 why: str | None = None) -> None:
+    """``bank.json`` beside the runs (in their common parent): which runs trained together,
+    and whether as one bank (``banked``) or one after another (``why`` not)."""
     parent = _common_parent(outs)
-    atomic_write(parent / INDEX_FILE, json.dumps({"model": cfg.model, "seeds": seeds,
-                                                   "runs": [str(o.absolute().relative_to(parent)) for o in outs]},
-                                                  indent=1) + "\n")
+    index = {"model": cfg.model, "seeds": seeds, "runs": [str(o.absolute().relative_to(parent)) for o in outs],
+             "banked": banked, **({"why_not": why} if why else {})}
+    atomic_write(parent / INDEX_FILE, json.dumps(index, indent=1) + "\n")
 
 
 def _common_parent(outs: list[Path]) -> Path:

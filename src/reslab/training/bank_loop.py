@@ -99,7 +99,8 @@ class _Loop:
             rec = {"iteration": self.it, "epoch": round(self.epoch + self.pos / steps_per_epoch, 4),
                    "lr": self.opt.param_groups[0]["lr"], "train_loss": self.loss_acc[i].item() / n,
                    "train_error": self.err_acc[i].item() / n,
-                   "images_per_s": self.images / max(now - self.t0, 1e-9) / self.k,
+                   # per copy: each iteration feeds every copy one batch of x.shape[0] images
+                   "images_per_s": self.images / max(now - self.t0, 1e-9),
                    "elapsed": self.elapsed0 + now - self.t_start}
             if grad_norms is not None:
                 rec["grad_norm"] = grad_norms[i].item()
@@ -107,6 +108,9 @@ class _Loop:
                 rec.update(self._validate(m, model))
             m.log.log(rec)
             m.last = rec
+        errs = " ".join(f"{m.last['train_error']:.3f}" for m in self.members)
+        self.say(f"iteration {self.it}/{self.cfg.iterations}: train error per seed {errs}, "
+                 f"{self.members[0].last['images_per_s']:.0f} img/s per seed")
         self.loss_acc.zero_(), self.err_acc.zero_()
         self.window_n, self.images, self.t0 = 0, 0, time.perf_counter()
 

@@ -91,14 +91,15 @@ class MetricsLogger:
     """Rank 0's writer: ``metrics.jsonl``, plus the sinks of :mod:`reslab.training.loggers`
     (terminal, TensorBoard, W&B).  Other ranks get ``enabled=False`` and write nothing."""
 
-    def __init__(self, run_dir: Path, total: int, start: int, *, enabled: bool, quiet: bool):
+    def __init__(self, run_dir: Path, total: int, start: int, *, enabled: bool, quiet: bool, terminal: bool = True):
         from reslab.training.loggers import Terminal, open_sinks
 
         self.enabled, self.quiet = enabled, quiet
         self.path = run_dir / METRICS_FILE
         self._file = open(self.path, "a") if enabled else None
         self._sinks, self.outputs = ([], "") if not enabled else open_sinks(run_dir, start)
-        self._terminal = Terminal(total, start, quiet) if enabled else None
+        # terminal=False: a bank's members, whose trainer prints one line for all of them
+        self._terminal = Terminal(total, start, quiet) if enabled and terminal else None
 
     def log(self, record: dict[str, Any]) -> None:
         if not self.enabled:
@@ -106,7 +107,7 @@ class MetricsLogger:
         record = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in record.items()}  # dicts as given
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
-        for sink in (*self._sinks, self._terminal):
+        for sink in (*self._sinks, *([self._terminal] if self._terminal is not None else [])):
             sink.log(record)
 
     def step(self, n: int = 1) -> None:
