@@ -1,10 +1,10 @@
-"""How long `reslab reproduce` (the main job) takes, per experiment and in total.
+"""How long `reslab reproduce` takes, per experiment and in total.
 
     PYTHONPATH=src .venv/bin/python benchmarks/reproduce.py [--scale quick] [--out DIR]
 
 Runs the real command once in a subprocess (each experiment records its own duration in
 its results.json), then prints the machine, torch version, load average and the times.
-The issue's budget: at most 10 minutes at quick scale on the 2-core CPU machine.
+Its target: at most 10 minutes at quick scale on a 2-core CPU machine.
 """
 
 from __future__ import annotations

@@ -89,11 +89,11 @@ def test_probe_report_renders(tmp_path):
     import torch
 
     import reslab
-    from reslab.probes import report as probe_report
+    from reslab.probes import render_probe
 
     torch.manual_seed(0)
     rep = reslab.probe(reslab.create_model("resnet20", width=0.25), torch.randn(4, 3, 16, 16), points=32)
-    paths = probe_report.write(rep, tmp_path / "probe")
+    paths = render_probe.write(rep, tmp_path / "probe")
     _assert_readable(render(paths["html"], tmp_path), figures=1)
 
 

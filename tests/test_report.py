@@ -7,7 +7,7 @@ import pytest
 
 from reslab.cli import main
 from reslab.experiments import EXPERIMENTS, REPRODUCE, base
-from reslab.report import build
+from reslab.report.build import build
 from reslab.report.build import headline
 
 # A 1x1 PNG.

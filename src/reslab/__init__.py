@@ -17,10 +17,14 @@ __all__ = ["__version__", "create_model", "list_models", "train", "evaluate", "T
 
 
 def __getattr__(name):  # training pulls in more; import it on first use
-    if name in ("train", "evaluate", "TrainConfig"):
+    if name in ("train", "TrainConfig"):
         from reslab import training
 
         return getattr(training, name)
+    if name == "evaluate":
+        from reslab.training.eval_run import evaluate
+
+        return evaluate
     if name in ("load_model", "LoadedModel"):
         from reslab import weights
 

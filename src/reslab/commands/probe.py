@@ -92,7 +92,7 @@ def _trained_input_size(loaded) -> tuple[int, ...]:
 
     try:
         return tuple(get_info(loaded.card.dataset).shape)
-    except (KeyError, ReslabError):  # a dataset this reslab does not know: the model's channels, CIFAR's size
+    except ReslabError:  # a dataset this reslab does not know: the model's channels, CIFAR's size
         return (int(loaded.arch.get("in_channels", 3)), 32, 32)
 
 
@@ -120,10 +120,7 @@ def build_source(args):
     from reslab.models import create_model, model_family
     from reslab.models.summary import DEFAULT_INPUT
 
-    try:
-        family = model_family(src)
-    except KeyError:
-        raise ReslabError(f"unknown model {src!r}; `reslab info --list` lists them") from None
+    family = model_family(src)  # an unknown name is one ReslabError line listing the valid ones
     kwargs = {}
     if family == "mlp":
         if args.depth is None:
@@ -152,7 +149,7 @@ def run(args) -> int:
     import torch
 
     from reslab.training.host import torch_threads
-    from reslab.probes import report as probe_report
+    from reslab.probes import render_probe
     from reslab.probes.health import probe
 
     if args.batch < 2:
@@ -167,7 +164,7 @@ def run(args) -> int:
             output = int(output)
         except ValueError:
             raise ReslabError(f"--output must be a logit index or 'loss', got {output!r}") from None
-    probe_report.check_out(args.out, overwrite=args.overwrite)  # before any user code runs
+    render_probe.check_out(args.out, overwrite=args.overwrite)  # before any user code runs
     with torch_threads(args.threads):
         torch.manual_seed(args.seed)
         model, size, name = build_source(args)
@@ -188,7 +185,7 @@ def run(args) -> int:
             targets = torch.randint(out.shape[1], (args.batch,), generator=g)
         rep = probe(model, x, targets, output=output, path=args.path, points=args.points, radius=args.radius,
                     seed=args.seed, name=name)
-        paths = probe_report.write(rep, args.out, figures=not args.no_figure, overwrite=args.overwrite)
+        paths = render_probe.write(rep, args.out, figures=not args.no_figure, overwrite=args.overwrite)
     print(f"[probe] {name}: " + ("no problem flagged" if rep.healthy else "; ".join(rep.findings)))
     print(f"report: {paths['html']}")
     return 0

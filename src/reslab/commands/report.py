@@ -13,7 +13,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from reslab.report import build
+    from reslab.report.build import build
 
     html_path, md_path = build(args.dir)
     print(f"wrote {html_path} and {md_path}")

@@ -1,4 +1,4 @@
-"""``reslab reproduce``: every seed claim, then the report.  The main job."""
+"""``reslab reproduce``: every experiment with ``IN_REPRODUCE``, then the report."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from reslab.report import build
+    from reslab.report.build import build
 
     check_common(args)
     names = args.only or REPRODUCE

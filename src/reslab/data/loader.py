@@ -192,8 +192,8 @@ class DeviceLoader:
         self._scale = 1.0 / (255.0 * std_t)
         self._shift = -mean_t / std_t
 
+        # samples this rank yields per epoch (before drop_last)
         shard = n // self.world_size if self.train else len(range(self.rank, n, self.world_size))
-        self.samples_per_epoch = shard  # samples this rank yields per epoch (before drop_last)
         self._num_batches = shard // self.batch_size if self.drop_last else math.ceil(shard / self.batch_size)
 
     def __len__(self) -> int:

@@ -1,5 +1,2 @@
-"""Figures and numbers to HTML and Markdown, from saved results only."""
-
-from reslab.report.build import build
-
-__all__ = ["build"]
+"""Figures and numbers to HTML and Markdown, from saved results only:
+:func:`reslab.report.build.build`."""
