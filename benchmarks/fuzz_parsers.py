@@ -107,7 +107,7 @@ def run(examples: int, case_seconds: float, seed: int, quick: bool) -> dict:
     from hypothesis import seed as hypothesis_seed
     from hypothesis import strategies as st
 
-    from reslab.data import formats
+    from reslab.data import cifar_format, formats
     from reslab.errors import ReslabError
 
     stats: dict[str, dict] = {}
@@ -200,7 +200,7 @@ def run(examples: int, case_seconds: float, seed: int, quick: bool) -> dict:
     @given(st.one_of(st.binary(max_size=300), mutate(cifar_py2), mutate(cifar_p5), mutate(cifar_p0),
                      st.sampled_from(hostile["cifar"])))
     def fuzz_cifar(blob):
-        classify("cifar pickle", lambda d: formats.parse_cifar_batch(d, "f", "labels", 10), blob, "f")
+        classify("cifar pickle", lambda d: cifar_format.parse_cifar_batch(d, "f", "labels", 10), blob, "f")
 
     tar_path = tmpdir / "t.tar.gz"
     write_tar(tar_path, {"cifar-10-batches-py/test_batch": b"abc" * 50})
@@ -211,7 +211,7 @@ def run(examples: int, case_seconds: float, seed: int, quick: bool) -> dict:
     def fuzz_tar(blob):
         path = tmpdir / "a.tar.gz"
         path.write_bytes(blob)
-        classify("tar", lambda p: formats.read_tar_members(p, {"cifar-10-batches-py/test_batch": "t"}), path, str(path))
+        classify("tar", lambda p: cifar_format.read_tar_members(p, {"cifar-10-batches-py/test_batch": "t"}), path, str(path))
 
     @conf
     @given(st.one_of(header_with(IMAGES_MAGIC, 3), mutate(valid_idx_raw), mutate(valid_idx_gz)),
@@ -235,7 +235,7 @@ def run(examples: int, case_seconds: float, seed: int, quick: bool) -> dict:
     for blob in hostile["gunzip"]:
         classify("gunzip", lambda d: formats.gunzip(d, "f", limit=formats.MAX_IDX_BYTES), blob, "f")
     for blob in hostile["cifar"]:
-        classify("cifar pickle", lambda d: formats.parse_cifar_batch(d, "f", "labels", 10), blob, "f")
+        classify("cifar pickle", lambda d: cifar_format.parse_cifar_batch(d, "f", "labels", 10), blob, "f")
     return stats
 
 
@@ -271,7 +271,7 @@ def _one_peak(target: str, data: bytes) -> str:
     """Runs in a forked child: parse ``data``; returns the outcome as one line."""
     import tempfile
 
-    from reslab.data import formats
+    from reslab.data import cifar_format, formats
     from reslab.errors import ReslabError
     from reslab.training.metrics import read_metrics
 
@@ -281,7 +281,7 @@ def _one_peak(target: str, data: bytes) -> str:
         elif target == "gunzip":
             formats.gunzip(data, "f")
         elif target == "cifar":
-            formats.parse_cifar_batch(data, "f", "labels", 10)
+            cifar_format.parse_cifar_batch(data, "f", "labels", 10)
         else:
             with tempfile.TemporaryDirectory() as d:
                 Path(d, "metrics.jsonl").write_bytes(data)

@@ -24,7 +24,8 @@ from datafiles import (CIFAR10_KEYS, CIFAR100_KEYS, IMAGES_MAGIC, LABELS_MAGIC, 
                        isolated_data_env, make_cifar10, make_cifar100, py2_cifar_bytes, py2_pickle)
 
 from reslab.data import load_arrays
-from reslab.data.formats import parse_cifar_batch, read_idx_images, read_idx_labels
+from reslab.data.cifar_format import parse_cifar_batch
+from reslab.data.formats import read_idx_images, read_idx_labels
 from reslab.errors import DataFormatError
 
 GOLDEN = Path(__file__).parent / "data" / "py2_cifar"

@@ -24,7 +24,7 @@ from datafiles import (IMAGES_MAGIC, REAL_FETCH, cifar_batch, idx_bytes, isolate
 
 from reslab.data import DATASETS, FileSpec, load_arrays
 from reslab.data import store
-from reslab.data.formats import parse_cifar_batch, read_tar_members
+from reslab.data.cifar_format import parse_cifar_batch, read_tar_members
 from reslab.errors import DataFormatError, ReslabError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,6 +38,7 @@ def limited(code: str, *, seconds: float = 20, mem_mb: int = 768) -> tuple[int, 
         sys.path[:0] = [{str(ROOT / 'src')!r}, {str(ROOT / 'tests')!r}]
         import numpy as np
         import reslab.data.formats as F
+        import reslab.data.cifar_format as C
         from reslab.errors import DataFormatError
         vm = next(int(l.split()[1]) * 1024 for l in open('/proc/self/status') if l.startswith('VmSize'))
         resource.setrlimit(resource.RLIMIT_AS, (vm + ({mem_mb} << 20),) * 2)
@@ -158,7 +159,7 @@ def test_idx_file_shorter_than_its_header_declares_is_refused_before_reading(tmp
 def test_pickle_huge_memo_index_is_refused():
     refused("""
         blob = b"\\x80\\x02K\\x01r\\xff\\xff\\xff\\x7f."   # LONG_BINPUT 2**31 - 1
-        call = lambda: F.parse_cifar_batch(blob, "m", "labels", 10)
+        call = lambda: C.parse_cifar_batch(blob, "m", "labels", 10)
     """, r"^REFUSED m: pickle memo index 2147483647", mem_mb=256)
 
 
@@ -170,7 +171,7 @@ def test_pickle_list_dag_is_refused_before_anything_walks_it():
         for _ in range(79):
             dag = [dag, dag]   # pickle memoizes the shared list and fetches it again (BINGET)
         blob = pickle.dumps({"data": np.zeros((1, 3072), np.uint8), "labels": dag}, protocol=2)
-        call = lambda: F.parse_cifar_batch(blob, "dag", "labels", 10)
+        call = lambda: C.parse_cifar_batch(blob, "dag", "labels", 10)
     """, r"dag: pickle re-uses a container", mem_mb=256, seconds=20)
 
 
@@ -229,10 +230,10 @@ def test_tar_inflated_size_is_capped(tmp_path):
 
 
 def test_cifar_batch_file_above_the_ceiling_is_not_read(tmp_path, monkeypatch):
-    from reslab.data import formats
+    from reslab.data import cifar_format
 
     make_cifar10(tmp_path, per_batch=2)
-    monkeypatch.setattr(formats, "MAX_CIFAR_BATCH_BYTES", 1000)
+    monkeypatch.setattr(cifar_format, "MAX_CIFAR_BATCH_BYTES", 1000)
     with pytest.raises(DataFormatError, match=r"test_batch: \d+ bytes, more than any CIFAR batch"):
         load_arrays("cifar10", "test", tmp_path, cache=False, download=False)
 

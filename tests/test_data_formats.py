@@ -17,8 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reslab.data import load_arrays
-from reslab.data.formats import (gunzip, parse_cifar_batch, parse_idx_images, parse_idx_labels,
-                                 read_tar_members, safe_unpickle)
+from reslab.data.cifar_format import parse_cifar_batch, read_tar_members
+from reslab.data.formats import gunzip, parse_idx_images, parse_idx_labels
+from reslab.data.safepickle import safe_unpickle
 from reslab.errors import DataFormatError, ReslabError
 
 FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")

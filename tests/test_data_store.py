@@ -15,6 +15,7 @@ from datafiles import REAL_FETCH, isolated_data_env, make_cifar10, make_idx_data
 from reslab.data import DATASETS, FileSpec, get_info, load_arrays
 from reslab.data import datasets as datasets_mod
 from reslab.data import store
+from reslab.data.verify import verify
 from reslab.errors import DataFormatError, ReslabError
 
 
@@ -209,7 +210,7 @@ def test_malformed_file_never_cached(tmp_path, mnist_without_system):
 def test_verify_idx(mirror):
     folder, _ = mirror
     info = DATASETS["mnist"]
-    assert all(c.ok for c in store.verify(info, folder))
+    assert all(c.ok for c in verify(info, folder))
     # Re-compressed (different gzip header, same content) and gunzipped copies verify by content.
     info = replace(info, downloads=tuple(replace(s, content_md5=hashlib.md5(gzip.decompress((folder / s.name).read_bytes()))
                                                  .hexdigest()) for s in info.downloads))
@@ -218,20 +219,20 @@ def test_verify_idx(mirror):
     lab = folder / "train-labels-idx1-ubyte.gz"
     (folder / "train-labels-idx1-ubyte").write_bytes(gzip.decompress(lab.read_bytes()))
     lab.unlink()
-    checks = {c.path.name: c for c in store.verify(info, folder)}
+    checks = {c.path.name: c for c in verify(info, folder)}
     assert checks["train-images-idx3-ubyte.gz"].ok and "re-compressed" in checks["train-images-idx3-ubyte.gz"].detail
     assert checks["train-labels-idx1-ubyte"].ok and "uncompressed" in checks["train-labels-idx1-ubyte"].detail
     (folder / "train-labels-idx1-ubyte").write_bytes(b"\0\0\x08\x01\0\0\0\0")
-    assert not {c.path.name: c for c in store.verify(info, folder)}["train-labels-idx1-ubyte"].ok
+    assert not {c.path.name: c for c in verify(info, folder)}["train-labels-idx1-ubyte"].ok
 
 
 def test_verify_cifar_dir(tmp_path, monkeypatch):
     make_cifar10(tmp_path, per_batch=2)
     folder = tmp_path / "cifar-10-batches-py"
     info = replace(DATASETS["cifar10"], member_md5={n: md5(folder / n) for n in DATASETS["cifar10"].member_md5})
-    assert all(c.ok for c in store.verify(info, tmp_path))
+    assert all(c.ok for c in verify(info, tmp_path))
     (folder / "data_batch_3").write_bytes(b"changed")
-    bad = [c.path.name for c in store.verify(info, tmp_path) if not c.ok]
+    bad = [c.path.name for c in verify(info, tmp_path) if not c.ok]
     assert bad == ["data_batch_3"]
 
 

@@ -95,7 +95,7 @@ def run_info(args) -> int:
 
 def run_verify(args) -> int:
     from reslab.data import get_info
-    from reslab.data.store import verify
+    from reslab.data.verify import verify
 
     info = get_info(args.name)
     if info.format == "synthetic":

@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 
-from reslab.data import formats, store
+from reslab.data import cifar_format, formats, parsed_cache, store
 from reslab.data.registry import DatasetInfo, check_split, get_info
 from reslab.errors import DataFormatError, ReslabError
 
@@ -48,14 +48,14 @@ def load_arrays(name: str, split: str = "train", data_dir: str | os.PathLike | N
         if loc is None:  # pragma: no cover - download() verified every file it wrote
             raise ReslabError(store.not_found_message(info, data_dir, reason="files missing after download"))
 
-    cache_path = store.parsed_cache_path(info, split, loc.files()) if cache else None
+    cache_path = parsed_cache.parsed_cache_path(info, split, loc.files()) if cache else None
     if cache_path is not None:
-        hit = store.read_parsed(cache_path, info)
+        hit = parsed_cache.read_parsed(cache_path, info)
         if hit is not None:
             return hit
     images, labels = parse_location(info, split, loc)
     if cache_path is not None:
-        store.write_parsed(cache_path, images, labels)
+        parsed_cache.write_parsed(cache_path, images, labels)
     return images, labels
 
 
@@ -71,15 +71,15 @@ def parse_location(info: DatasetInfo, split: str, loc: store.Location) -> tuple[
     else:
         if loc.archive is not None:
             wanted = {str(loc.paths[n]): n for n in info.split_files[split]}
-            blobs = formats.read_tar_members(loc.archive, wanted)
+            blobs = cifar_format.read_tar_members(loc.archive, wanted)
             missing = [n for n in info.split_files[split] if n not in blobs]
             if missing:
                 raise DataFormatError(f"{loc.archive}: archive lacks {', '.join(f'{info.folder}/{m}' for m in missing)}")
             sources = {n: f"{loc.archive}:{info.folder}/{n}" for n in blobs}
         else:
-            blobs = {n: formats.read_file(p, formats.MAX_CIFAR_BATCH_BYTES, "CIFAR batch") for n, p in loc.paths.items()}
+            blobs = {n: formats.read_file(p, cifar_format.MAX_CIFAR_BATCH_BYTES, "CIFAR batch") for n, p in loc.paths.items()}
             sources = {n: str(p) for n, p in loc.paths.items()}
-        parts = [formats.parse_cifar_batch(blobs[n], sources[n], info.label_key, info.num_classes)
+        parts = [cifar_format.parse_cifar_batch(blobs[n], sources[n], info.label_key, info.num_classes)
                  for n in info.split_files[split]]
         images = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
         labels = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]

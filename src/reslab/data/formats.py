@@ -1,5 +1,5 @@
-"""Parsers for the two on-disk formats reslab reads: IDX (MNIST, Fashion-MNIST) and the
-CIFAR-10/100 "python version" pickled batches.
+"""Parsers for the two on-disk formats reslab reads: IDX (MNIST, Fashion-MNIST) here, and the
+CIFAR-10/100 "python version" pickled batches in :mod:`reslab.data.cifar_format`.
 
 Everything here is numpy-only and treats its input as untrusted bytes: any malformed
 input raises :class:`~reslab.errors.DataFormatError` naming the file, never another
@@ -26,14 +26,11 @@ Formats:
 from __future__ import annotations
 
 import os
-import tarfile
 import zlib
-from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from reslab.data.safepickle import (RestrictedUnpickler, _Array, _one_line, _text, check_pickle_ops,  # noqa: F401
-                                    safe_unpickle)
+from reslab.data.safepickle import _one_line
 from reslab.errors import DataFormatError
 
 # Budgets.  Every size a file declares is compared with these ceilings (and with the
@@ -41,8 +38,6 @@ from reslab.errors import DataFormatError
 # MNIST train images 47,040,016 bytes raw; a CIFAR-100 train batch about 161 MB; the CIFAR
 # archives about 180 MB inflated.  Each ceiling leaves a margin of 1.5-5x.
 MAX_IDX_BYTES = 1 << 28            # one IDX file, raw (inflated)
-MAX_CIFAR_BATCH_BYTES = 1 << 28    # one pickled CIFAR batch
-MAX_ARCHIVE_INFLATED = 1 << 30     # everything a CIFAR tar.gz inflates to
 # Refuse to inflate anything larger than this (gunzip's default cap).
 MAX_INFLATED_BYTES = 1 << 30
 # DEFLATE cannot compress better than about 1032:1, so a gzip of N bytes never inflates to
@@ -50,7 +45,6 @@ MAX_INFLATED_BYTES = 1 << 30
 GZIP_MAX_RATIO = 1032
 IDX_IMAGES_MAGIC = 0x00000803
 IDX_LABELS_MAGIC = 0x00000801
-CIFAR_SHAPE = (3, 32, 32)
 
 
 def read_file(path, limit: int, what: str) -> bytes:
@@ -243,106 +237,3 @@ def check_pair(images: np.ndarray, labels: np.ndarray, num_classes: int, source:
     if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
         bad = int(labels.max() if labels.max() >= num_classes else labels.min())
         raise DataFormatError(f"{source}: label {bad} out of range, valid labels are 0..{num_classes - 1}")
-
-
-# --------------------------------------------------------------------------- CIFAR batches
-# The restricted unpickler lives in reslab.data.safepickle.
-
-_CIFAR_KEYS = {"batch_label", "data", "labels", "fine_labels", "coarse_labels", "filenames"}
-
-
-def _int_list(value, n: int | None) -> np.ndarray | None:
-    """A list of plain ints (or a 1-D integer array) as int64, or None; checked element by
-    element, never converted first (a hostile list may hold anything)."""
-    if isinstance(value, _Array):
-        a = value.array
-        if a is None or a.ndim != 1 or a.dtype.kind not in "iu" or (n is not None and len(a) != n):
-            return None
-        return a.astype(np.int64)
-    if not isinstance(value, list) or (n is not None and len(value) != n):
-        return None
-    if not all(type(v) is int and -2 ** 63 <= v < 2 ** 63 for v in value):
-        return None
-    return np.array(value, dtype=np.int64)
-
-
-def parse_cifar_batch(data: bytes, source: str, label_key: str, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """One pickled CIFAR batch -> (uint8 images (N, 3, 32, 32), int64 labels (N,)).
-
-    ``label_key`` is ``"labels"`` for CIFAR-10 and ``"fine_labels"`` for CIFAR-100.  The
-    structure is checked exactly (a dict of the known keys, ``data`` a uint8 (N, 3072) array,
-    labels N integers, names N strings) before anything is converted.
-    """
-    obj = safe_unpickle(data, source)
-    if not isinstance(obj, dict):
-        raise DataFormatError(f"{source}: CIFAR batch must be a dict, got {type(obj).__name__}")
-    keys = {}
-    for k, v in obj.items():
-        name = _text(k)
-        if name not in _CIFAR_KEYS or name in keys:
-            raise DataFormatError(f"{source}: CIFAR batch has an unexpected key {(name or str(k))[:40]!r}; "
-                                  f"expected {', '.join(sorted(_CIFAR_KEYS))}")
-        keys[name] = v
-    images, labels = keys.get("data"), keys.get(label_key)
-    missing = [k for k, v in (("data", images), (label_key, labels)) if v is None]
-    if missing:
-        raise DataFormatError(f"{source}: CIFAR batch lacks key(s) {', '.join(missing)}; "
-                              f"expected 'data' and '{label_key}'")
-    per_image = int(np.prod(CIFAR_SHAPE))
-    arr = images.array if isinstance(images, _Array) else None
-    if arr is None or arr.dtype != np.uint8 or arr.ndim != 2 or arr.shape[1] != per_image:
-        desc = f"{arr.dtype} array {arr.shape}" if arr is not None else type(images).__name__
-        raise DataFormatError(f"{source}: 'data' must be a uint8 array of shape (N, {per_image}), got {desc}")
-    label_arr = _int_list(labels, None)
-    if label_arr is None:
-        raise DataFormatError(f"{source}: '{label_key}' must be a list of integers, got {type(labels).__name__}")
-    check_pair(arr, label_arr, num_classes, source)
-    for key in ("coarse_labels", "labels", "fine_labels"):
-        if key != label_key and key in keys and _int_list(keys[key], len(arr)) is None:
-            raise DataFormatError(f"{source}: '{key}' must be a list of {len(arr)} integers")
-    names = keys.get("filenames")
-    if names is not None and not (isinstance(names, list) and len(names) == len(arr)
-                                  and all(isinstance(x, (bytes, str)) for x in names)):
-        raise DataFormatError(f"{source}: 'filenames' must be a list of {len(arr)} names")
-    if "batch_label" in keys and not isinstance(keys["batch_label"], (bytes, str)):
-        raise DataFormatError(f"{source}: 'batch_label' must be a string")
-    return arr.reshape((-1, *CIFAR_SHAPE)), label_arr
-
-
-# --------------------------------------------------------------------------- tar
-
-
-def read_tar_members(archive: Path, wanted: dict[str, str], max_member_bytes: int = MAX_CIFAR_BATCH_BYTES,
-                     max_inflated: int = MAX_ARCHIVE_INFLATED) -> dict[str, bytes]:
-    """Read regular-file members of a tar(.gz) into memory without extracting anything.
-
-    ``wanted`` maps member path (e.g. ``cifar-10-batches-py/data_batch_1``) -> key; the
-    result maps key -> bytes for the members that were found.  Only exact, relative,
-    ``..``-free names of regular files are read, so links, devices and path-traversal
-    entries are ignored rather than followed.  The archive is read in one pass and never
-    past ``max_inflated`` bytes of tar stream (skipping a member still inflates it).
-    """
-    source = str(archive)
-    found: dict[str, bytes] = {}
-    try:
-        with tarfile.open(archive, mode="r:*") as tar:
-            for member in tar:
-                if member.offset_data + max(member.size, 0) > max_inflated:
-                    raise DataFormatError(f"{source}: inflates to more than {max_inflated} bytes, more than any "
-                                          "CIFAR archive; not a dataset file")
-                name = PurePosixPath(member.name)
-                if name.is_absolute() or ".." in name.parts or not member.isreg():
-                    continue
-                key = wanted.get(str(name))  # PurePosixPath drops "./" prefixes
-                if key is None:
-                    continue
-                if member.size > max_member_bytes:
-                    raise DataFormatError(f"{source}: member {member.name} is {member.size} bytes, "
-                                          f"larger than any CIFAR batch")
-                fh = tar.extractfile(member)
-                found[key] = fh.read() if fh is not None else b""
-    except DataFormatError:
-        raise
-    except (tarfile.TarError, EOFError, OSError, zlib.error, ValueError) as err:
-        raise DataFormatError(f"{source}: not a readable tar.gz archive ({_one_line(err)}); re-download it") from None
-    return found

@@ -1,5 +1,5 @@
-"""Where dataset files live: the search order, checksummed downloads, verification, and
-the cache of parsed arrays.
+"""Where dataset files live: the search order and checksummed downloads.  Verifying a
+folder is :mod:`reslab.data.verify`; the cache of parsed arrays, :mod:`reslab.data.parsed_cache`.
 
 Search order for a dataset NAME (the first folder holding every file of the split wins):
 
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import json
 import os
 import re
 import time
@@ -32,14 +31,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from reslab.data.formats import MAX_IDX_BYTES, gunzip, read_file
-from reslab.data.registry import SPLITS, DatasetInfo
+from reslab.data.registry import DatasetInfo
 from reslab.errors import DataFormatError, ReslabError
-from reslab.fileio import atomic_write
 
-PARSED_CACHE_VERSION = 1
 DOWNLOAD_TIMEOUT_S = 60             # each network wait
 DOWNLOAD_DEADLINE_S = 30 * 60       # a whole download (CIFAR is 170 MB: 30 min is 95 kB/s)
 MAX_DOWNLOAD_BYTES = 1 << 30        # a file whose published size is not known
@@ -293,107 +287,3 @@ def download(info: DatasetInfo, dest: Path | None = None, *, base_url: str | Non
         finally:
             tmp.unlink(missing_ok=True)  # any exit: error, Ctrl-C, SIGTERM turned into an exception
     return dest
-
-
-# --------------------------------------------------------------------------- verify
-
-
-@dataclass(frozen=True)
-class Check:
-    """One file's verification result."""
-
-    path: Path
-    ok: bool
-    detail: str
-
-
-def _check_idx(info: DatasetInfo, path: Path) -> Check:
-    base = path.name.removesuffix(".gz")
-    spec = next(s for s in info.downloads if s.name == base + ".gz")
-    if path.name.endswith(".gz"):
-        got = md5_file(path)
-        if got == spec.md5:
-            return Check(path, True, f"MD5 {got} matches the published file")
-        try:
-            payload = gunzip(read_file(path, MAX_IDX_BYTES, "IDX dataset file"), str(path), limit=MAX_IDX_BYTES)
-        except DataFormatError as err:
-            return Check(path, False, str(err))
-        what = "re-compressed copy, same content"
-    else:
-        try:
-            payload = read_file(path, MAX_IDX_BYTES, "IDX dataset file")
-        except DataFormatError as err:
-            return Check(path, False, str(err))
-        what = "uncompressed copy"
-    got = hashlib.md5(payload, usedforsecurity=False).hexdigest()
-    if got == spec.content_md5:
-        return Check(path, True, f"{what}: content MD5 {got} matches the published data")
-    return Check(path, False, f"content MD5 {got}, expected {spec.content_md5} (published archive MD5 {spec.md5})")
-
-
-def verify(info: DatasetInfo, data_dir=None) -> list[Check]:
-    """Check every file that :func:`locate` picks for each split against published checksums.
-
-    Raises ReslabError when a split is not found (nothing is downloaded).
-    """
-    checks: dict[Path, Check] = {}
-    for split in SPLITS:
-        loc = locate(info, split, data_dir)
-        if loc is None:
-            raise ReslabError(not_found_message(info, data_dir))
-        if loc.archive is not None:
-            got = md5_file(loc.archive)
-            exp = info.downloads[0].md5
-            checks[loc.archive] = Check(loc.archive, got == exp, f"MD5 {got}" + (" matches" if got == exp
-                                                                                 else f", expected {exp}"))
-            continue
-        for name, path in loc.paths.items():
-            if path in checks:
-                continue
-            if info.format == "idx":
-                checks[path] = _check_idx(info, path)
-            else:
-                got, exp = md5_file(path), info.member_md5[name]
-                checks[path] = Check(path, got == exp, f"MD5 {got}" + (" matches" if got == exp else f", expected {exp}"))
-    return list(checks.values())
-
-
-# --------------------------------------------------------------------------- parsed cache
-
-
-def parsed_cache_path(info: DatasetInfo, split: str, sources: list[Path]) -> Path:
-    """Cache file for the arrays parsed from ``sources``; the key changes with their path,
-    size or modification time, so an edited or replaced file is re-parsed."""
-    ident = [PARSED_CACHE_VERSION, info.name, split]
-    for p in sources:
-        st = p.stat()
-        ident.append([str(p.resolve()), st.st_size, st.st_mtime_ns])
-    key = hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:16]
-    return dataset_cache_dir(info) / "parsed" / f"{split}-{key}.npz"
-
-
-def read_parsed(path: Path, info: DatasetInfo):
-    """(images, labels) from a parsed cache file, or None if absent or unusable."""
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            images, labels = z["images"], z["labels"]
-    except Exception:  # noqa: BLE001 - a damaged cache is simply re-parsed
-        return None
-    if images.dtype != np.uint8 or images.shape[1:] != info.shape or labels.dtype != np.int64 \
-            or labels.shape != (len(images),):
-        return None
-    return images, labels
-
-
-def write_parsed(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
-    """Best-effort atomic write (:func:`reslab.fileio.atomic_write`); stale caches of the split are removed."""
-    try:
-        atomic_write(path, lambda f: np.savez(f, images=images, labels=labels))
-        split = path.name.split("-")[0]
-        for old in path.parent.glob(f"{split}-*.npz"):
-            if old != path:
-                old.unlink(missing_ok=True)
-    except OSError:
-        pass  # a read-only cache only costs re-parsing next time
