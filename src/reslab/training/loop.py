@@ -7,7 +7,8 @@ Per iteration (:func:`_step`): the schedule sets the lr, the loader yields this 
 of the global batch (split into ``accum_steps`` micro-batches), forward under bf16 autocast
 where enabled, backward, a finiteness check, an SGD step.  Every ``log_every`` iterations a
 metrics line (:func:`_log_window`), every ``eval_every`` a validation pass (:func:`_validate`),
-every ``ckpt_every`` an atomic checkpoint (:func:`_save_latest`).  Resume
+every ``ckpt_every`` an atomic checkpoint (:func:`_save_latest`); those three live in
+:mod:`reslab.training.loop_records`.  Resume
 (:mod:`reslab.training.resume`) restores everything that decides the next step.
 """
 
@@ -27,8 +28,8 @@ from reslab.training import checkpoint as ckpt
 from reslab.training import distributed as D
 from reslab.training import rundir
 from reslab.training.config import TrainConfig, from_dict
-from reslab.training.evaluate import evaluate_loader
 from reslab.training.host import StopFlag, process_settings
+from reslab.training.loop_records import _log_window, _save_latest
 from reslab.training.resume import latest_path
 from reslab.training.resume import load as load_resume
 from reslab.training.runpaths import RunPaths
@@ -240,66 +241,6 @@ def first_nonfinite_grad(model: nn.Module) -> str:
         if p.grad is not None and not torch.isfinite(p.grad).all():
             return name
     return "none (the loss itself)"
-
-
-def _log_window(run: RunState, do_eval: bool) -> None:
-    """The metrics line of the iterations since the last one (the global batch's under DDP),
-    with a validation pass when due; a new best validation error saves ``best.pt``."""
-    w = run.window
-    if run.device.type == "cuda":
-        torch.cuda.synchronize(run.device)
-    if run.info.enabled:  # log the whole global batch, not rank 0's shard
-        D.all_mean_(w.loss_sum), D.all_mean_(w.err_sum)
-    now = time.perf_counter()
-    run.last = {"iteration": run.it, "epoch": round(run.epoch + run.pos / len(run.data.train_loader), 4),
-                "lr": run.opt.param_groups[0]["lr"], "train_loss": w.loss_sum.item() / w.n,
-                "train_error": w.err_sum.item() / w.n, "images_per_s": w.images / max(now - w.t0, 1e-9),
-                "grad_norm": run.grad_norm.item(), "elapsed": run.elapsed0 + now - run.t_start}
-    if run.grad_norms is not None:
-        run.last["grad_norms"], run.grad_norms = run.grad_norms, None
-    if do_eval:
-        run.last.update(_validate(run))
-        val = run.last.get("val_error")
-        if val is not None and (run.best_val is None or val < run.best_val):
-            run.best_val = val
-            if run.info.is_main:
-                ckpt.atomic_save({"model": run.bare.state_dict(), "iteration": run.it, "val_error": val,
-                                  "config": run.cfg.to_dict()}, RunPaths(run.run_dir).best)
-    run.log.log(run.last)
-    w.reset()
-
-
-def _validate(run: RunState) -> dict:
-    """Validation error and loss on rank 0; test error too with ``eval_test`` (reported,
-    labelled as test, never used to select a checkpoint)."""
-    rec: dict = {}
-    if not run.info.is_main:
-        return rec
-    data, args = run.data, (run.data.num_classes, run.device, run.bf16)
-    if data.val_loader is not None:
-        v = evaluate_loader(run.bare, data.val_loader.epoch(0), *args)
-        rec.update(val_error=v["error"], val_loss=v["loss"])
-    if run.cfg.eval_test:
-        t = evaluate_loader(run.bare, data.test_loader.epoch(0), *args)
-        rec.update(test_error=t["error"], test_loss=t["loss"])
-    return rec
-
-
-def _save_latest(run: RunState) -> None:
-    """``latest.pt``: everything that decides the next step, and the sums behind the next
-    metrics line per rank, so that a resumed run logs the same line as one never
-    interrupted.  A collective under DDP: every rank calls it."""
-    sums = torch.stack([run.window.loss_sum, run.window.err_sum])
-    rows = D.all_gather(sums) if run.info.enabled else sums[None]
-    if not run.info.is_main or run.bad_at.item() >= 0:  # never save over the last good checkpoint
-        return
-    rows = rows.cpu().tolist()
-    window = {"loss_sum": [r[0] for r in rows], "err_sum": [r[1] for r in rows], "n": run.window.n}
-    ckpt.atomic_save({
-        "model": run.bare.state_dict(), "optimizer": run.opt.state_dict(), "schedule": run.sched.state_dict(),
-        "iteration": run.it, "epoch": run.epoch, "position": run.pos, "best_val_error": run.best_val,
-        "elapsed": run.elapsed(), "rng": ckpt.rng_state(), "config": run.cfg.to_dict(), "window": window,
-    }, latest_path(run.run_dir))
 
 
 def _finish(run: RunState) -> TrainResult:
