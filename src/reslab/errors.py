@@ -27,3 +27,9 @@ class OutputError(ReslabError, OSError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+def one_line(err: BaseException, limit: int = 160) -> str:
+    """An exception's text squeezed onto one short line (the CLI prints errors as one line)."""
+    text = " ".join(str(err).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

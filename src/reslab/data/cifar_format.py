@@ -16,8 +16,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from reslab.data.formats import check_pair
-from reslab.data.safepickle import _Array, _one_line, _text, safe_unpickle
-from reslab.errors import DataFormatError
+from reslab.data.safepickle import _Array, _text, safe_unpickle
+from reslab.errors import DataFormatError, one_line
 
 MAX_CIFAR_BATCH_BYTES = 1 << 28    # one pickled CIFAR batch
 MAX_ARCHIVE_INFLATED = 1 << 30     # everything a CIFAR tar.gz inflates to
@@ -120,5 +120,5 @@ def read_tar_members(archive: Path, wanted: dict[str, str], max_member_bytes: in
     except DataFormatError:
         raise
     except (tarfile.TarError, EOFError, OSError, zlib.error, ValueError) as err:
-        raise DataFormatError(f"{source}: not a readable tar.gz archive ({_one_line(err)}); re-download it") from None
+        raise DataFormatError(f"{source}: not a readable tar.gz archive ({one_line(err)}); re-download it") from None
     return found

@@ -9,7 +9,7 @@ Budgets: every size a file declares (IDX dimensions, gzip output, pickle string 
 lengths, array shapes, tar members) is compared with the bytes actually there and with a
 ceiling from the format (``MAX_*`` below) before anything is allocated; gzip is inflated in
 bounded chunks, linear in its input; pickles are checked opcode by opcode before they are
-loaded (:func:`reslab.data.safepickle.check_pickle_ops`) and must have the exact CIFAR structure.
+loaded (:func:`reslab.data.pickle_opcodes.check_pickle_ops`) and must have the exact CIFAR structure.
 ``benchmarks/fuzz_parsers.py`` fuzzes all of it under a memory ceiling and a time limit.
 
 Formats:
@@ -30,8 +30,7 @@ import zlib
 
 import numpy as np
 
-from reslab.data.safepickle import _one_line
-from reslab.errors import DataFormatError
+from reslab.errors import DataFormatError, one_line
 
 # Budgets.  Every size a file declares is compared with these ceilings (and with the
 # file's own size) before anything is allocated.  The biggest real files: Fashion-MNIST /
@@ -101,7 +100,7 @@ def gunzip(data: bytes, source: str, limit: int = MAX_INFLATED_BYTES, expect=Non
                 try:
                     piece = d.decompress(buf, limit - len(out) + 1)
                 except zlib.error as err:
-                    raise DataFormatError(f"{source}: corrupt gzip data ({_one_line(err)}); re-download the file") from None
+                    raise DataFormatError(f"{source}: corrupt gzip data ({one_line(err)}); re-download the file") from None
                 out += piece
                 if expect is not None and declared is None:
                     declared = expect(out)
