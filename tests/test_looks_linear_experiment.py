@@ -14,6 +14,7 @@ from reslab.cli import main
 from reslab.experiments import EXPERIMENTS, REPRODUCE, base
 from reslab.experiments import looks_linear as ll
 from reslab.experiments import looks_linear_plots
+from reslab.experiments.looks_linear_measure import curve_numbers
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -109,8 +110,8 @@ def replace_iterations(cfg):
 
 
 def test_a_zero_gradient_has_no_neighbour_correlation():
-    assert ll.curve_numbers(torch.zeros(16))["neighbour"] is None
-    assert ll.curve_numbers(torch.full((16,), -4.0))["neighbour"] == pytest.approx(1.0)
+    assert curve_numbers(torch.zeros(16))["neighbour"] is None
+    assert curve_numbers(torch.full((16,), -4.0))["neighbour"] == pytest.approx(1.0)
     cfg = ll.config_for("quick", 3, depths=(2, 20), width=32, grid_points=64, train_iterations=0)
     v = ll.judge(cfg, _synthetic(nb=(1.0, 1.0, None)))
     assert v["outcome"] == base.REPRODUCED and "1 seed(s) with df/dx = 0" in v["parts"][1]["observed"]

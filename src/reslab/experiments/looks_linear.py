@@ -54,14 +54,11 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
-import torch
-
 from reslab.errors import ReslabError
 from reslab.experiments import base, degradation, stats
+from reslab.experiments.looks_linear_measure import KINDS, at_init
 from reslab.experiments.scalar_grid import check_scalar_grid
 from reslab.experiments.verdicts import BALDUZZI2017
-from reslab.models.mlp import mlp
-from reslab.probes.shattering import input_gradients, input_grid, lag1_autocorrelation
 
 NAME = "looks_linear"
 TITLE = "Looks-linear initialisation (Balduzzi et al. 2017, §5)"
@@ -77,7 +74,6 @@ CLAIM = ("A deep plain net with CReLU activations and looks-linear initialisatio
          "W0 orthogonal) is linear at initialisation, so the gradient of its output with respect to its input "
          "does not shatter, whereas a He-initialised ReLU net of the same depth does (Balduzzi et al. 2017, "
          "arXiv 1702.08591, §5).")
-KINDS = ("looks-linear", "he")
 SCALES: dict[str, dict[str, Any]] = {
     "quick": dict(seeds=10, depths=(2, 10, 24, 50)),
     "full": dict(seeds=50, depths=(2, 4, 10, 24, 50, 100, 200)),
@@ -142,42 +138,9 @@ def overrides(args) -> dict[str, Any]:
             "train_iterations": args.train_iterations}
 
 
-# ---------------------------------------------------------------- measuring
-
-def curve_numbers(g: torch.Tensor) -> dict[str, float | None]:
-    """Relative spread, lag-1 autocorrelation (None if constant) and neighbour correlation
-    (None if df/dx is 0 everywhere: 0/0, not 0, which would read as white noise)."""
-    g = g.double()
-    spread = float(g.std() / g.abs().mean().clamp_min(1e-300))
-    lag1 = None if spread < 1e-9 else float(lag1_autocorrelation(g))
-    if not bool(g.abs().max() > 0):
-        return {"spread": spread, "lag1": lag1, "neighbour": None}
-    nb = float((g[1:] * g[:-1]).sum() / ((g[1:].square().sum() * g[:-1].square().sum()).sqrt().clamp_min(1e-300)))
-    return {"spread": spread, "lag1": lag1, "neighbour": nb}
-
-
-def _net(cfg: Config, kind: str, depth: int, seed: int):
-    torch.manual_seed(cfg.seed0 + seed)
-    return mlp(depth, cfg.width, batchnorm=cfg.batchnorm, block=cfg.block,
-               init="looks-linear" if kind == "looks-linear" else "he")
-
-
 def run(cfg: Config, ctx: base.Context) -> dict[str, Any]:
     start = time.perf_counter()
-    x = input_grid(cfg.grid_points, cfg.grid_lo, cfg.grid_hi)
-    data: dict[str, Any] = {k: {} for k in KINDS}
-    data["example"] = {}
-    with torch.random.fork_rng(devices=[]):
-        for depth in cfg.depths:
-            ctx.say(f"depth {depth}: df/dx of {cfg.seeds} looks-linear and He-initialised plain nets")
-            for kind in KINDS:
-                rows = []
-                for s in range(cfg.seeds):
-                    g = input_gradients(_net(cfg, kind, depth, s), x)
-                    rows.append(curve_numbers(g))
-                    if s == 0 and depth == max(cfg.depths):
-                        data["example"][kind] = [round(float(v), 6) for v in g]
-                data[kind][str(depth)] = {key: [r[key] for r in rows] for key in ("spread", "lag1", "neighbour")}
+    data = at_init(cfg, ctx.say)
     if cfg.train_iterations:
         dcfg = training_config(cfg)
         ctx.say(f"training: plain-{cfg.train_depth} (looks-linear and He init) and ResNet-{cfg.train_depth}, "
