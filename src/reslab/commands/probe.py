@@ -117,12 +117,11 @@ def build_source(args):
 
         loaded = load_model(src)
         return loaded.model, size or _trained_input_size(loaded), src
-    from reslab.models import create_model, model_family
-    from reslab.models.summary import DEFAULT_INPUT
+    from reslab.models import create_model, spec
 
-    family = model_family(src)  # an unknown name is one ReslabError line listing the valid ones
+    model_spec = spec(src)  # an unknown name is one ReslabError line listing the valid ones
     kwargs = {}
-    if family == "mlp":
+    if model_spec.family == "mlp":
         if args.depth is None:
             raise ReslabError("mlp needs --depth N, e.g. `reslab probe mlp --depth 24`")
         kwargs["depth"] = args.depth
@@ -141,7 +140,7 @@ def build_source(args):
             if args.num_classes < 1:
                 raise ReslabError(f"--num-classes must be >= 1, got {args.num_classes}")
             kwargs["num_classes"] = args.num_classes
-    size = size or DEFAULT_INPUT[family]
+    size = size or model_spec.input_shape
     return create_model(src, **kwargs), size, src
 
 

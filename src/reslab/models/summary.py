@@ -17,8 +17,6 @@ from reslab.errors import ReslabError
 from reslab.models.registry import create_model, model_family, spec
 from reslab.models.resnet import weighted_layers
 
-DEFAULT_INPUT = {"cifar": (3, 32, 32), "imagenet": (3, 224, 224), "mlp": (1,)}
-
 
 @dataclass
 class ModelSummary:
