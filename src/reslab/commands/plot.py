@@ -34,8 +34,10 @@ def bank_runs(path: Path) -> list[Path]:
     own), the bank's run directories as ``bank.json`` lists them."""
     import json
 
+    from reslab.training.runpaths import RunPaths
+
     index = path / "bank.json"
-    if not index.is_file() or (path / "metrics.jsonl").is_file():
+    if not index.is_file() or RunPaths(path).metrics.is_file():
         return [path]
     try:
         runs = json.loads(index.read_text())["runs"]
