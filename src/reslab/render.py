@@ -55,6 +55,7 @@ CSS = """body{font:15px/1.5 system-ui,sans-serif;max-width:1100px;margin:2em aut
 h1{font-size:1.7em}h2{border-top:1px solid #ddd;padding-top:1em;margin-top:2em}
 blockquote{margin:0;padding:.5em 1em;border-left:4px solid #8ab;background:#f5f8fa}
 .ok{color:#176b2c;font-weight:600}.partly{color:#9a5b00;font-weight:600}.no{color:#a3171b;font-weight:600}
+.unresolved{color:#555;font-weight:600}td{overflow-wrap:anywhere}
 .scope{color:#444;font-size:.92em;background:#f7f7f2;padding:.3em .6em}
 table{border-collapse:collapse;margin:.8em 0}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;font-size:.9em}
 img{max-width:100%;border:1px solid #eee;margin:.5em 0}details{margin:.5em 0}code{background:#f3f3f3}"""

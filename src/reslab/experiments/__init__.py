@@ -44,19 +44,12 @@ def declared(name: str, attr: str, default: Any = _REQUIRED) -> Any:
     module = importlib.import_module(f"{__name__}.{name}")
     if hasattr(module, attr):
         return getattr(module, attr)
-    pending = _PENDING.get(name)
-    if pending and hasattr(importlib.import_module(pending), attr):
-        return getattr(importlib.import_module(pending), attr)
     if default is not _REQUIRED:
         return default
     from reslab.errors import ReslabError
 
     raise ReslabError(f"experiment module {module.__name__} declares no {attr} (every experiment declares "
                       f"{', '.join(DECLARED)})")
-
-
-# Declarations kept beside a module until the module carries them itself (then delete both).
-_PENDING = {"degradation": f"{__name__}._pending_degradation"}
 
 
 def __getattr__(attr: str):

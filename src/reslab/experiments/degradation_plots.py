@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from reslab.experiments import stats
-from reslab.experiments.figures import colormap, save_all, subplots
+from reslab.render import colormap, save_all, subplots
 
 
 def _by_kind(nets: dict) -> dict[str, list[tuple[int, dict]]]:

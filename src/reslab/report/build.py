@@ -29,9 +29,13 @@ EXPERIMENTS = list(TITLES)
 
 
 def collect(out_dir: Path) -> dict[str, dict[str, Any] | None]:
-    """Each registered experiment's saved results (None where it was not run)."""
+    """Each experiment's saved results (None where one that `reproduce` runs was not run; one
+    that it does not run appears only where it has results)."""
+    from reslab.experiments import REPRODUCE
+
     found = {name: load_results(out_dir / name) if (out_dir / name / RESULTS_FILE).is_file() else None
              for name in EXPERIMENTS}
+    found = {name: res for name, res in found.items() if res or name in REPRODUCE}
     if not any(found.values()):
         raise ReslabError(f"{out_dir}: no experiment results found (expected {', '.join(f'{n}/{RESULTS_FILE}' for n in EXPERIMENTS)}); "
                           f"run `reslab reproduce --out {out_dir}` first")

@@ -86,10 +86,6 @@ class TrainConfig:
         d["milestones"] = list(self.milestones)
         return d
 
-    @property
-    def micro_batch(self) -> int:
-        return self.batch_size // self.accum_steps
-
 
 def _depth_of(model: str) -> int | None:
     """The model's depth from its spec; None for a name that is not a model (validation says why)."""
