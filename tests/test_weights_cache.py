@@ -123,3 +123,33 @@ def test_akamaster_card_says_its_checkpoint_was_selected_on_the_test_set():
     card = SOURCES["akamaster"].card("resnet56")
     text = "\n".join(card.lines())
     assert "selected on the test set" in text and "93.62" in text and "93.39" in text
+
+
+def test_weights_info_escapes_strings_from_the_file(tmp_path, capsys):
+    """A card whose strings carry terminal escape sequences or newlines prints them escaped."""
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    from reslab.cli import main
+    from reslab.models import create_model
+
+    model = create_model("cifar-resnet8", num_classes=10, in_channels=1, width=0.25)
+    card = {"source": "evil\x1b[2J\x1b[31m", "origin": "x\nforged line", "license": "l", "dataset": "d",
+            "preprocessing": "p"}
+    path = tmp_path / "m.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path),
+              metadata={"reslab_weights": "1", "card": json.dumps(card),
+                        "arch": json.dumps({"model": "cifar-resnet8", "num_classes": 10, "in_channels": 1,
+                                            "width": 0.25})})
+    assert main(["weights", "info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\\x1b[2J" in out
+    assert not any(line.startswith("forged line") for line in out.splitlines())
+
+
+def test_printable_escapes_control_characters():
+    from reslab.render import printable
+
+    assert printable("a\x1b[31mb\nc\r") == "a\\x1b[31mb\\nc\\r" and printable("ResNet-20 β") == "ResNet-20 β"

@@ -87,3 +87,9 @@ def jsonable(obj: Any) -> Any:
     if isinstance(obj, float) and obj in (float("inf"), float("-inf")):
         return "inf" if obj > 0 else "-inf"
     return obj
+
+
+def printable(text: object) -> str:
+    """``text`` safe for a terminal: control characters (escape sequences, carriage returns,
+    newlines that would forge extra lines) shown as escapes, e.g. ``\\x1b``."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text))

@@ -69,9 +69,13 @@ def run_import(args) -> int:
 def run_info(args) -> int:
     from reslab.weights.load import load_model
 
+    from reslab.render import printable
+
     loaded = load_model(args.path)
-    print(f"model          {loaded.arch.get('model')} ({', '.join(f'{k}={v}' for k, v in loaded.arch.items() if k != 'model')})")
-    print(f"file           {loaded.path}")
+    options = ", ".join(f"{k}={v}" for k, v in loaded.arch.items() if k != "model")
+    # strings from the file reach the terminal escaped: no escape sequences, no forged lines
+    print(printable(f"model          {loaded.arch.get('model')} ({options})"))
+    print(printable(f"file           {loaded.path}"))
     for line in loaded.card.lines():
-        print(line)
+        print(printable(line))
     return 0
