@@ -172,6 +172,7 @@ def test_bank_fallback_says_why():
     assert "GPU" in bank_fallback(from_dict(TINY), torch.device("cuda"))
     assert "bf16" in bank_fallback(from_dict({**TINY, "amp": "bf16"}))
     assert "not a CIFAR" in bank_fallback(from_dict({**TINY, "model": "resnet18"}))
+    assert "slower" in bank_fallback(from_dict({**TINY, "width": 0.5}))
 
 
 @pytest.mark.skipif(not FMNIST.is_dir(), reason="needs Fashion-MNIST (scripts/setup.sh installs it as root)")

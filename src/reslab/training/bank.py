@@ -43,6 +43,10 @@ from reslab.training.schedule import LRSchedule
 from reslab.training.setup import build_model
 
 INDEX_FILE = "bank.json"
+# Grouped convolutions pay where per-operator overhead dominates: at width 0.25 (4/8/16 channels per
+# copy) a bank of 2-8 ResNet-56s ran 1.5x faster than separate runs on one thread, at width 0.5 and 1
+# it ran 0.8-0.95x (benchmarks/RESULTS.md, "Banks").
+BANK_MAX_WIDTH = 0.25
 
 
 @dataclass
@@ -75,6 +79,9 @@ def bank_fallback(cfg: TrainConfig, device: torch.device | None = None) -> str |
         return "the warm-up watches each run's own training error; separate runs"
     if cfg.accum_steps != 1 or cfg.compile or cfg.probe_every:
         return "accum_steps, compile and probe_every are single-run features; separate runs"
+    if cfg.width > BANK_MAX_WIDTH:
+        return (f"width {cfg.width:g}: above width {BANK_MAX_WIDTH:g} a bank measured slower than separate runs "
+                "(benchmarks/RESULTS.md); separate runs")
     if spec(cfg.model).family != "cifar":
         return f"{cfg.model} is not a CIFAR ResNet or plain net (the bankable family); separate runs"
     return None
