@@ -20,9 +20,10 @@ from torch import nn
 
 from reslab.errors import ReslabError
 from reslab.fileio import atomic_write
+from reslab.training.runpaths import RunPaths
 
-LATEST = "latest.pt"
-BEST = "best.pt"
+LATEST = RunPaths.LATEST  # kept as names of this module: resume and the loop read them here
+BEST = RunPaths.BEST
 
 
 def unwrap(model: nn.Module) -> nn.Module:

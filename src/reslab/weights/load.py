@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from reslab.errors import ReslabError
+from reslab.training.runpaths import RunPaths
 from reslab.weights.check import build_checked, header_of
 from reslab.weights.files import foreign_hint, load_state_file, read_safetensors, safetensors_header  # noqa: F401
 from reslab.weights.sources import SPEC, ModelCard, get_pinned
@@ -152,7 +153,7 @@ def _load_safetensors(path: Path) -> LoadedModel:
     if FORMAT_KEY in meta:  # converted by `reslab weights import`
         arch, card = _json(meta, "arch", path), _card(_json(meta, "card", path), path)
         return LoadedModel(build_checked(arch, found, read_state, path), None, card, arch, path)
-    cfg_file = path.parent / "config.json"
+    cfg_file = RunPaths(path.parent).config
     if cfg_file.is_file():  # a run's model.safetensors without metadata: the run's config.json
         try:
             cfg_dict = json.loads(cfg_file.read_text())
@@ -180,9 +181,10 @@ def _load_checkpoint(path: Path) -> LoadedModel:
 def run_weights(run_dir: Path) -> Path:
     """A run directory's weights: ``checkpoints/best.pt`` (best by validation error), else
     ``checkpoints/latest.pt``, else ``model.safetensors``."""
-    for rel in ("checkpoints/best.pt", "checkpoints/latest.pt", "model.safetensors"):
-        if (run_dir / rel).is_file():
-            return run_dir / rel
+    paths = RunPaths(run_dir)
+    for found in (paths.best, paths.latest, paths.weights):
+        if found.is_file():
+            return found
     raise ReslabError(f"{run_dir}: no checkpoints/best.pt, checkpoints/latest.pt or model.safetensors; "
                       "is it a reslab run directory?")
 
