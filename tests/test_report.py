@@ -167,3 +167,25 @@ def test_reproduce_end_to_end_at_tiny_scale(tmp_path, monkeypatch, capsys):
     for name in REPRODUCE:
         assert (tmp_path / name / "results.json").is_file() and f"id='{name}'" in page
     assert page.count("data:image/png;base64,") >= 4 + 3  # vanishing/exploding/shattered have several figures
+
+
+def test_report_into_a_read_only_folder_is_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    """A folder the report cannot write to (simulated: every rename into it fails with EROFS,
+    as on a read-only mount): exit 2, one line naming the file and the reason, nothing left."""
+    import errno
+    import os
+
+    _saved_results(tmp_path, names=["shattered"])
+    before = sorted(p.name for p in tmp_path.iterdir())
+    real_replace = os.replace
+
+    def read_only(src, dst, *a, **k):
+        if str(dst).startswith(str(tmp_path)):
+            raise OSError(errno.EROFS, "Read-only file system", str(dst))
+        return real_replace(src, dst, *a, **k)
+
+    monkeypatch.setattr(os, "replace", read_only)
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "report.html" in err and "Read-only file system" in err
+    assert "Traceback" not in err and sorted(p.name for p in tmp_path.iterdir()) == before
