@@ -67,7 +67,7 @@ def read_file(path, limit: int, what: str) -> bytes:
 # --------------------------------------------------------------------------- IDX
 
 
-def gunzip(data: bytes, source: str, limit: int = MAX_INFLATED_BYTES, expect=None) -> bytes:
+def gunzip(data: bytes, source: str, limit: int = MAX_INFLATED_BYTES, expect=None) -> bytes | bytearray:
     """Inflate a (possibly multi-member) gzip stream, or raise DataFormatError naming ``source``.
 
     zlib is driven by hand, in bounded chunks of input and output, so that the output is
@@ -119,7 +119,7 @@ def gunzip(data: bytes, source: str, limit: int = MAX_INFLATED_BYTES, expect=Non
                     break
         pos -= len(d.unused_data)
         members += 1
-    return bytes(out)
+    return out  # the bytearray itself: a bytes() copy would double the peak memory of a large file
 
 
 def _idx_declared(head, source: str, magic: int, ceiling: int = MAX_IDX_BYTES) -> int | None:
