@@ -37,9 +37,8 @@ class StderrHandler(logging.StreamHandler):
 
 
 @contextmanager
-def cli_handler() -> Iterator[None]:
-    """While a ``reslab`` command runs: INFO and up on stderr, plain format.  Removed after,
-    so a program that calls :func:`reslab.cli.main` keeps its own logging as it was."""
+def _info_on_stderr() -> Iterator[None]:
+    """reslab's INFO records and up on stderr while the block runs; handler and level restored after."""
     handler, level = StderrHandler(), logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
@@ -48,6 +47,14 @@ def cli_handler() -> Iterator[None]:
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
+
+
+@contextmanager
+def cli_handler() -> Iterator[None]:
+    """While a ``reslab`` command runs: INFO and up on stderr, plain format.  Removed after,
+    so a program that calls :func:`reslab.cli.main` keeps its own logging as it was."""
+    with _info_on_stderr():
+        yield
 
 
 def configured(log: logging.Logger = logger) -> bool:
@@ -68,14 +75,8 @@ def shown(quiet: bool) -> Iterator[None]:
     if quiet or configured():
         yield
         return
-    handler, level = StderrHandler(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
+    with _info_on_stderr():
         yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 def progress() -> Callable[[str], None]:
