@@ -152,18 +152,18 @@ def _interrupt_at(cfg, outs, iteration):
 
     from reslab.training import bank_loop
 
-    original = bank_loop._Loop._step
+    original = bank_loop.BankLoop._step
 
     def step(self, batch, stop):
         if self.it == iteration - 1:
             os.kill(os.getpid(), signal.SIGINT)
         original(self, batch, stop)
 
-    bank_loop._Loop._step = step
+    bank_loop.BankLoop._step = step
     try:
         res = train_bank(cfg, [0, 1], outs, say=lambda _m: None)
     finally:
-        bank_loop._Loop._step = original
+        bank_loop.BankLoop._step = original
     assert all(r.interrupted and r.iterations == iteration for r in res)
 
 

@@ -61,18 +61,18 @@ def test_interrupted_bank_resumes_to_the_uninterrupted_result(tmp_path, capsys, 
 
     whole = tmp_path / "whole"
     assert _train(whole, "--seeds", "0", "1", iterations=6) == 0
-    original = bank_loop._Loop._step
+    original = bank_loop.BankLoop._step
 
     def step(self, batch, stop):  # Ctrl-C during iteration 4
         if self.it == 3:
             os.kill(os.getpid(), signal.SIGINT)
         original(self, batch, stop)
 
-    monkeypatch.setattr(bank_loop._Loop, "_step", step)
+    monkeypatch.setattr(bank_loop.BankLoop, "_step", step)
     cut = tmp_path / "cut"
     assert _train(cut, "--seeds", "0", "1", iterations=6) == 130
     assert "seed 1 interrupted at iteration 4" in capsys.readouterr().out
-    monkeypatch.setattr(bank_loop._Loop, "_step", original)
+    monkeypatch.setattr(bank_loop.BankLoop, "_step", original)
     assert main(["train", "--resume", str(cut), "--seeds", "0", "1", "--quiet"]) == 0
     captured = capsys.readouterr()
     assert "bank of 2 x cifar-resnet8" in captured.err and "seed 1 done at iteration 6" in captured.out

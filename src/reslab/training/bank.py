@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import random
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,15 +26,15 @@ import torch
 
 from reslab.errors import ReslabError
 from reslab.fileio import atomic_write
-from reslab.models.bank import Bank, bank_loss
+from reslab.models.bank import Bank
 from reslab.training import checkpoint as ckpt
 from reslab.training import rundir
 from reslab.training.config import TrainConfig
 from reslab.training.data import RunData, build_data
 from reslab.training.distributed import DistInfo
-from reslab.training.evaluate import evaluate_loader
-from reslab.training.host import StopFlag, process_settings
-from reslab.training.loop import TrainingDiverged, TrainResult
+from reslab.training.bank_loop import BankLoop
+from reslab.training.host import process_settings
+from reslab.training.loop import TrainResult
 from reslab.training.metrics import MetricsLogger, truncate_after
 from reslab.training.resume import latest_path
 from reslab.training.runpaths import RunPaths
@@ -165,7 +165,7 @@ def _train(cfg, seeds, outs, states, claims, say) -> list[TrainResult]:
     say(f"reslab train: bank of {len(seeds)} x {cfg.model} (seeds {seeds}) on {cfg.dataset}, {cfg.iterations} "
         f"iterations of {cfg.batch_size} images each, {torch.get_num_threads()} thread(s), fp32 -> "
         f"{', '.join(str(o) for o in outs)}")
-    run = _Loop(cfg, bank, opt, sched, members, it, epoch, pos, elapsed0, say)
+    run = BankLoop(cfg, bank, opt, sched, members, it, epoch, pos, elapsed0, say)
     try:
         return run.go()
     finally:
@@ -215,9 +215,4 @@ def _write_index(outs: list[Path], seeds: list[int], cfg: TrainConfig, banked: b
 
 
 def _common_parent(outs: list[Path]) -> Path:
-    import os
-
     return Path(os.path.commonpath([str(o.absolute().parent) for o in outs]))
-
-
-from reslab.training.bank_loop import _Loop  # noqa: E402  (the loop itself, in its own file)

@@ -18,7 +18,7 @@ from reslab.training.resume import latest_path
 from reslab.training.runpaths import RunPaths
 
 
-class _Loop:
+class BankLoop:
     def __init__(self, cfg, bank: Bank, opt, sched, members, it, epoch, pos, elapsed0, say):
         self.cfg, self.bank, self.opt, self.sched, self.members = cfg, bank, opt, sched, members
         self.it, self.epoch, self.pos, self.elapsed0, self.say = it, epoch, pos, elapsed0, say
