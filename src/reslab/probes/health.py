@@ -67,7 +67,7 @@ from torch import nn
 from reslab.errors import ReslabError
 from reslab.probes._forward import _forward, _forward_shape, _untouched
 from reslab.probes.gradient_flow import EXPLODE_ABOVE, VANISH_BELOW, gradient_norms  # noqa: F401  (part 1)
-from reslab.probes.path import _noise_lag1, _selector, path_points, shattering  # noqa: F401  (part 2, re-exported)
+from reslab.probes.path import path_points, shattering  # noqa: F401  (part 2, re-exported)
 from reslab.probes.shattering import (ACTIVATIONS, BATCHNORMS, activation_activity, autocorrelation,  # noqa: F401
                                       brown_noise, check_float_input, grid_batch_stats, white_noise)
 
